@@ -1,0 +1,2 @@
+export { singularValues } from './singular-values';
+export { frobeniusNormSquared } from './norms';

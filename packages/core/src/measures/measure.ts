@@ -1,0 +1,39 @@
+import type { Matrix, WeightInit } from '../module-graph';
+
+/**
+ * A capacity measure maps one weight matrix to a number: how much the matrix can express.
+ * Each measure is one registered entry; its formula is in its doc comment.
+ */
+export interface CapacityMeasure {
+  readonly name: string;
+  /** One line: the formula, for `--help` and docs. */
+  readonly description: string;
+  /** Whether the value needs the singular values (an SVD) or only cheap statistics. */
+  readonly needsSpectrum: boolean;
+  /** The measure of a concrete matrix. */
+  ofMatrix(matrix: Matrix): number;
+  /**
+   * The expected value of the measure for a `rows x cols` matrix with i.i.d. entries drawn from
+   * `init`, computed without drawing weights. Absent when the measure has no such formula.
+   */
+  expected?(rows: number, cols: number, init: WeightInit): number;
+}
+
+const registry = new Map<string, CapacityMeasure>();
+
+export function registerMeasure(measure: CapacityMeasure): void {
+  if (registry.has(measure.name)) throw new Error(`capacity measure "${measure.name}" is already registered`);
+  registry.set(measure.name, measure);
+}
+
+export function getMeasure(name: string): CapacityMeasure {
+  const measure = registry.get(name);
+  if (!measure) {
+    throw new Error(`unknown capacity measure "${name}" (known: ${listMeasures().map((m) => m.name).join(', ')})`);
+  }
+  return measure;
+}
+
+export function listMeasures(): CapacityMeasure[] {
+  return [...registry.values()];
+}
