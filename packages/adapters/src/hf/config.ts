@@ -1,0 +1,193 @@
+/**
+ * Hugging Face `config.json` normalised once per model_type (as transformers.js does in its
+ * configs.js), so that nothing downstream branches on model names.
+ */
+import { existsSync, readFileSync } from 'fs';
+import { join } from 'path';
+
+/** Families that share a graph structure and an export pattern. */
+export type ModelFamily = 'encoder' | 'gpt2' | 'llama';
+
+export interface FamilyInfo {
+  readonly family: ModelFamily;
+  /** Decoders take `past_key_values.*` inputs and produce `present.*` outputs. */
+  readonly decoder: boolean;
+}
+
+export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, FamilyInfo>> = {
+  bert: { family: 'encoder', decoder: false },
+  roberta: { family: 'encoder', decoder: false },
+  distilbert: { family: 'encoder', decoder: false },
+  electra: { family: 'encoder', decoder: false },
+  gpt2: { family: 'gpt2', decoder: true },
+  llama: { family: 'llama', decoder: true },
+  qwen2: { family: 'llama', decoder: true },
+  mistral: { family: 'llama', decoder: true },
+};
+
+/** What `zerolm prune` records in config.json about the units it kept (see the planner). */
+export interface PrunedLayerRecord {
+  heads: number;
+  kvHeads: number;
+  ffnWidth: number;
+}
+
+export interface NormalizedConfig {
+  readonly modelType: string;
+  readonly family: ModelFamily;
+  readonly decoder: boolean;
+  readonly numLayers: number;
+  readonly hiddenSize: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly ffnWidth: number;
+  readonly activation: string;
+  /** Per-layer shapes of a pruned model (config.json `zerolm.layers`), when present. */
+  readonly prunedLayers?: readonly PrunedLayerRecord[];
+  /** The file as read. */
+  readonly raw: Readonly<Record<string, unknown>>;
+}
+
+function positiveInteger(raw: Record<string, unknown>, keys: readonly string[], where: string): number {
+  for (const key of keys) {
+    const value = raw[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      throw new Error(`${where}: "${key}" must be a positive integer (got ${JSON.stringify(value)})`);
+    }
+    return value;
+  }
+  throw new Error(`${where}: missing "${keys[0]}"${keys.length > 1 ? ` (or ${keys.slice(1).join(', ')})` : ''}`);
+}
+
+function optionalPositiveInteger(raw: Record<string, unknown>, keys: readonly string[], where: string): number | undefined {
+  return keys.some((k) => raw[k] !== undefined && raw[k] !== null) ? positiveInteger(raw, keys, where) : undefined;
+}
+
+function stringField(raw: Record<string, unknown>, keys: readonly string[], fallback: string): string {
+  for (const key of keys) if (typeof raw[key] === 'string') return raw[key] as string;
+  return fallback;
+}
+
+export function familyOf(modelType: unknown, where: string): FamilyInfo & { modelType: string } {
+  if (typeof modelType !== 'string' || modelType === '') {
+    throw new Error(`${where}: missing "model_type" (supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')})`);
+  }
+  const info = SUPPORTED_MODEL_TYPES[modelType];
+  if (!info) {
+    throw new Error(
+      `unsupported model family "${modelType}" (${where}); supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')}`,
+    );
+  }
+  return { ...info, modelType };
+}
+
+function prunedLayers(raw: Record<string, unknown>, numLayers: number, where: string): PrunedLayerRecord[] | undefined {
+  const block = raw['zerolm'];
+  if (block === undefined) return undefined;
+  const layers = (block as { layers?: unknown }).layers;
+  if (!Array.isArray(layers) || layers.length !== numLayers) {
+    throw new Error(`${where}: "zerolm.layers" must list the ${numLayers} layers of the pruned model`);
+  }
+  return layers.map((layer, i) => {
+    const record = layer as Record<string, unknown>;
+    const at = `${where}: zerolm.layers[${i}]`;
+    return {
+      heads: positiveInteger(record, ['heads'], at),
+      kvHeads: positiveInteger(record, ['kvHeads'], at),
+      ffnWidth: positiveInteger(record, ['ffnWidth'], at),
+    };
+  });
+}
+
+export function normalizeConfig(raw: Record<string, unknown>, where = 'config.json'): NormalizedConfig {
+  const { modelType, family, decoder } = familyOf(raw['model_type'], where);
+  let numLayers: number;
+  let hiddenSize: number;
+  let heads: number;
+  let kvHeads: number;
+  let ffnWidth: number;
+  let activation: string;
+  let headDim: number | undefined;
+  switch (modelType) {
+    case 'distilbert':
+      numLayers = positiveInteger(raw, ['n_layers'], where);
+      hiddenSize = positiveInteger(raw, ['dim'], where);
+      heads = positiveInteger(raw, ['n_heads'], where);
+      kvHeads = heads;
+      ffnWidth = positiveInteger(raw, ['hidden_dim'], where);
+      activation = stringField(raw, ['activation'], 'gelu');
+      break;
+    case 'gpt2':
+      numLayers = positiveInteger(raw, ['n_layer', 'num_hidden_layers'], where);
+      hiddenSize = positiveInteger(raw, ['n_embd', 'hidden_size'], where);
+      heads = positiveInteger(raw, ['n_head', 'num_attention_heads'], where);
+      kvHeads = heads;
+      ffnWidth = optionalPositiveInteger(raw, ['n_inner'], where) ?? 4 * hiddenSize;
+      activation = stringField(raw, ['activation_function'], 'gelu_new');
+      break;
+    default:
+      numLayers = positiveInteger(raw, ['num_hidden_layers'], where);
+      hiddenSize = positiveInteger(raw, ['hidden_size'], where);
+      heads = positiveInteger(raw, ['num_attention_heads'], where);
+      kvHeads = optionalPositiveInteger(raw, ['num_key_value_heads'], where) ?? heads;
+      ffnWidth = positiveInteger(raw, ['intermediate_size'], where);
+      activation = stringField(raw, ['hidden_act'], family === 'llama' ? 'silu' : 'gelu');
+      headDim = optionalPositiveInteger(raw, ['head_dim'], where);
+  }
+  if (heads % kvHeads !== 0) {
+    throw new Error(`${where}: num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
+  }
+  if (headDim === undefined) {
+    if (hiddenSize % heads !== 0) throw new Error(`${where}: hidden size ${hiddenSize} is not divisible by ${heads} heads`);
+    headDim = hiddenSize / heads;
+  }
+  const pruned = prunedLayers(raw, numLayers, where);
+  return {
+    modelType,
+    family,
+    decoder,
+    numLayers,
+    hiddenSize,
+    heads,
+    kvHeads,
+    headDim,
+    ffnWidth,
+    activation,
+    ...(pruned ? { prunedLayers: pruned } : {}),
+    raw,
+  };
+}
+
+export function readConfig(modelDir: string): NormalizedConfig {
+  const file = join(modelDir, 'config.json');
+  if (!existsSync(file)) throw new Error(`no config.json in ${modelDir}: not a Hugging Face model folder`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${file} must hold a JSON object`);
+  return normalizeConfig(raw as Record<string, unknown>, file);
+}
+
+/** ONNX file names transformers.js loads for each dtype. */
+export const DTYPE_FILES = { fp32: 'model.onnx', q8: 'model_quantized.onnx', fp16: 'model_fp16.onnx' } as const;
+export type ModelDtype = keyof typeof DTYPE_FILES;
+
+export function onnxFileFor(modelDir: string, dtype: ModelDtype = 'fp32'): string {
+  const name = DTYPE_FILES[dtype];
+  if (!name) throw new Error(`unknown dtype "${dtype}" (known: ${Object.keys(DTYPE_FILES).join(', ')})`);
+  const file = join(modelDir, 'onnx', name);
+  if (!existsSync(file)) {
+    const present = Object.entries(DTYPE_FILES)
+      .filter(([, f]) => existsSync(join(modelDir, 'onnx', f)))
+      .map(([d]) => d);
+    throw new Error(
+      `no onnx/${name} in ${modelDir} for dtype ${dtype}${present.length ? ` (available: ${present.join(', ')})` : ' (the folder has no ONNX model)'}`,
+    );
+  }
+  return file;
+}

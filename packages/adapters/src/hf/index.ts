@@ -1,0 +1,3 @@
+export * from './config';
+export * from './match';
+export * from './model';
