@@ -1,0 +1,2 @@
+/** @zerolm/tools: the fixture generator (benchmark scripts live beside it). */
+export * from './fixtures';
