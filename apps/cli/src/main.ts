@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { rankCommand } from './commands/rank';
+import { scoreCommand } from './commands/score';
+import { reportError, UsageError } from './errors';
+
+/** Builds the parser; exported so tests can run commands in-process. */
+export function buildParser(argv: string[]) {
+  return yargs(argv)
+    .scriptName('zerolm')
+    .usage('$0 <command> [options]\n\nData-free ranking of transformer architectures and structured pruning with the ZeroLM proxy.')
+    .command(scoreCommand)
+    .command(rankCommand)
+    .demandCommand(1, 'name a command: score, rank')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new UsageError(message);
+    });
+}
+
+export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
+  try {
+    await buildParser(argv).parseAsync();
+    return 0;
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+if (require.main === module) {
+  main().then((code) => {
+    process.exitCode = code;
+  });
+}
