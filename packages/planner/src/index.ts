@@ -1,1 +1,2 @@
 export * from './report/svg';
+export * from './runtime/session';
