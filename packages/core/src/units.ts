@@ -200,3 +200,41 @@ export function prunedGraph(graph: ModuleGraph, plan: PrunePlan): ModuleGraph {
   const { otherParams, ...rest } = graph;
   return layers.length === graph.layers.length && otherParams !== undefined ? { ...rest, otherParams, layers } : { ...rest, layers };
 }
+
+export interface UnitCapacities {
+  /** Per key-value group: the summed capacity of its coupled slices (q, k, v columns, o rows). */
+  groups: Float64Array;
+  /** Per FFN neuron: the summed capacity of its up/gate columns and down row. */
+  neurons: Float64Array;
+}
+
+/**
+ * The capacity of each structured unit on its own: every coupled slice measured as a matrix
+ * (`measure` is any registered capacity measure) and summed over the unit's slices. Zero for a
+ * unit whose slices are all zero.
+ */
+export function unitCapacities(layer: Layer, measure: { ofMatrix(m: { rows: number; cols: number; data: FloatArray }): number }): UnitCapacities {
+  const a = layer.attention;
+  const groups = new Float64Array(hasPrunableHeads(a) ? a.kvHeads : 0);
+  const neurons = new Float64Array(layer.ffn.width);
+  const add = (target: Float64Array, matrices: readonly WeightMatrix[], rangeOf: (m: WeightMatrix, unit: number) => Range) => {
+    for (const m of matrices) {
+      const axis = cutAxis(m);
+      if (!axis) continue;
+      const values = m.values();
+      for (let unit = 0; unit < target.length; unit++) {
+        const [start, end] = rangeOf(m, unit);
+        const indices = Array.from({ length: end - start }, (_, i) => start + i);
+        const slice = gatherMatrix(values, m.rows, m.cols, axis, indices);
+        target[unit]! += measure.ofMatrix({
+          rows: axis === 'rows' ? indices.length : m.rows,
+          cols: axis === 'cols' ? indices.length : m.cols,
+          data: slice,
+        });
+      }
+    }
+  };
+  if (groups.length > 0) add(groups, a.matrices, (m, g) => groupRange(a, m, g));
+  add(neurons, layer.ffn.matrices, (_, j) => [j, j + 1]);
+  return { groups, neurons };
+}

@@ -1,6 +1,7 @@
 import {
   countParams,
   fullPlan,
+  unitCapacities,
   groupSlices,
   prunedGraph,
   validatePlan,
@@ -91,5 +92,36 @@ describe('structured units', () => {
     expect(() => validatePlan(graph, { layers: [{ ...plan.layers[0]!, keptGroups: [2] }, plan.layers[1]!] })).toThrow(/below 2/);
     expect(() => validatePlan(graph, { layers: [{ ...plan.layers[0]!, keptNeurons: [1, 0] }, plan.layers[1]!] })).toThrow(/ascending/);
     expect(() => validatePlan(graph, { layers: [{ ...plan.layers[0]!, keptGroups: [] }, plan.layers[1]!] })).toThrow(/drop the layer/);
+  });
+});
+
+describe('unitCapacities', () => {
+  it('measures each unit on its coupled slices, zero for an all-zero unit', () => {
+    const graph = gqaGraph();
+    const layer = graph.layers[0]!;
+    // Zero kv group 0 everywhere: q columns 0..3, k/v columns 0..1, o rows 0..3.
+    const zeroed = (m: WeightMatrix): WeightMatrix => {
+      const data = Float64Array.from(m.values());
+      for (let r = 0; r < m.rows; r++) {
+        for (let c = 0; c < m.cols; c++) {
+          const inGroup0 = m.role === 'o' ? r < 4 : m.role === 'q' ? c < 4 : m.role === 'k' || m.role === 'v' ? c < 2 : false;
+          if (inGroup0) data[r * m.cols + c] = 0;
+        }
+      }
+      return { ...m, values: () => data };
+    };
+    const planted = { ...layer, attention: { ...layer.attention, matrices: layer.attention.matrices.map(zeroed) } };
+    const sumOfSquares = { ofMatrix: (m: { data: ArrayLike<number> }) => Array.from(m.data).reduce((s, v) => s + v * v, 0) };
+    const caps = unitCapacities(planted, sumOfSquares);
+    expect(caps.groups[0]).toBe(0);
+    expect(caps.groups[1]).toBeGreaterThan(0);
+    // Neuron j: column j of up and gate (rows 0..7), row j of down (cols 0..7).
+    const expectedNeuron = (j: number) => {
+      let s = 0;
+      for (let r = 0; r < 8; r++) s += 2 * (1000 * r + j) ** 2;
+      for (let c = 0; c < 8; c++) s += (1000 * j + c) ** 2;
+      return s;
+    };
+    expect(Array.from(caps.neurons)).toEqual([0, 1, 2, 3, 4].map(expectedNeuron));
   });
 });
