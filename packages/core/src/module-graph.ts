@@ -46,6 +46,11 @@ export interface WeightMatrix {
    * call, spec models draw from `init` with a PRNG seeded by the matrix's identity.
    */
   values(): FloatArray;
+  /**
+   * ||W||_F^2 without materialising the values (e.g. straight from quantized storage), when the
+   * source can; measures that only need it (msv) use it, which keeps big models cheap to score.
+   */
+  sumOfSquares?(): number;
   /** Present when the values are drawn from a distribution; lets measures use expected values. */
   readonly init?: WeightInit;
   /** Free-form provenance for the layer that produced the graph (the exporter needs it). */

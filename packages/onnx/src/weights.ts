@@ -76,6 +76,12 @@ export interface ResolvedWeight {
   storedValues(): Float32Array;
   /** Dequantized float values as the consumer sees them (row-major `shape`). */
   values(): Float32Array;
+  /**
+   * Squared Euclidean norm of each column as the consumer sees the matrix (length `shape[1]`),
+   * accumulated in float64 straight from the stored (possibly quantized) data, without
+   * materialising a dequantized copy: what a Frobenius-norm statistic of a big model needs.
+   */
+  columnSquaredNorms(): Float64Array;
 }
 
 export interface ResolveWeightOptions {
@@ -198,6 +204,37 @@ function buildWeight(index: GraphIndex, consumedName: string, chain: WeightChain
     path,
     storedValues,
     values: () => (transposed ? transposeLastTwo(storedValues(), storedShape) : storedValues()),
+    columnSquaredNorms: () => {
+      if (storedShape.length !== 2) throw new OnnxError(`weight '${stored.name}' is not a matrix: shape [${storedShape.join(', ')}]`);
+      const [rows, cols] = storedShape as [number, number];
+      const norms = new Float64Array(transposed ? rows : cols);
+      // One pass in storage order, a row of `cols` values at a time.
+      const addRow = (row: Float32Array | Float64Array, r: number) => {
+        if (transposed) {
+          let sum = 0;
+          for (let c = 0; c < cols; c++) sum += (row[c] as number) ** 2;
+          norms[r]! += sum;
+        } else {
+          for (let c = 0; c < cols; c++) norms[c]! += (row[c] as number) ** 2;
+        }
+      };
+      if (quantization) {
+        const row = new Float64Array(cols);
+        let r = 0;
+        let filled = 0;
+        visitDequantized(index, stored, quantization, baseDir, (_, value) => {
+          row[filled++] = value;
+          if (filled === cols) {
+            addRow(row, r++);
+            filled = 0;
+          }
+        });
+      } else {
+        const values = decodeTensorAsFloat32(stored.tensor, { baseDir });
+        for (let r = 0; r < rows; r++) addRow(values.subarray(r * cols, (r + 1) * cols), r);
+      }
+      return norms;
+    },
   };
   return quantization ? { ...weight, quantization } : weight;
 }
@@ -240,26 +277,39 @@ function describeQuantization(index: GraphIndex, stored: StoredTensor, quant: Qu
 }
 
 function dequantize(index: GraphIndex, stored: StoredTensor, quant: WeightQuantization, baseDir?: string): Float32Array {
+  const out = new Float32Array(tensorElementCount(stored.tensor));
+  visitDequantized(index, stored, quant, baseDir, (i, value) => {
+    out[i] = value;
+  });
+  return out;
+}
+
+/** Calls `visit(i, (q[i] - zero_point) * scale)` for every stored element, in storage order. */
+function visitDequantized(
+  index: GraphIndex,
+  stored: StoredTensor,
+  quant: WeightQuantization,
+  baseDir: string | undefined,
+  visit: (i: number, value: number) => void,
+): void {
   const q = decodeTensor(stored.tensor, { baseDir, int64: 'number' });
   const scales = decodeTensorAsFloat32(index.constantTensor(quant.scale) as TensorProto, { baseDir });
   const zeroPoints = quant.zeroPoint
     ? decodeTensor(index.constantTensor(quant.zeroPoint) as TensorProto, { baseDir, int64: 'number' })
     : undefined;
-  const out = new Float32Array(q.length);
   const dims = stored.tensor.dims;
   const channels = scales.length;
   let inner = 1;
   if (quant.axis !== undefined) for (let d = quant.axis + 1; d < dims.length; d++) inner *= dims[d] as number;
   const block = channels * inner;
-  for (let start = 0; start < out.length; start += block) {
+  for (let start = 0; start < q.length; start += block) {
     for (let c = 0; c < channels; c++) {
       const scale = scales[c] as number;
       const zero = zeroPoints ? Number(zeroPoints[c]) : 0;
       const from = start + c * inner;
-      for (let i = from; i < from + inner; i++) out[i] = (Number(q[i]) - zero) * scale;
+      for (let i = from; i < from + inner; i++) visit(i, (Number(q[i]) - zero) * scale);
     }
   }
-  return out;
 }
 
 /**
@@ -505,5 +555,11 @@ function resolveNBitsWeight(index: GraphIndex, node: NodeProto, name: string, op
     path,
     storedValues,
     values: () => transposeLastTwo(storedValues(), storedShape),
+    columnSquaredNorms: () => {
+      const values = storedValues();
+      const norms = new Float64Array(n);
+      for (let i = 0; i < values.length; i++) norms[Math.floor(i / k)]! += (values[i] as number) ** 2;
+      return norms;
+    },
   };
 }

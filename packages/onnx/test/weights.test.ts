@@ -90,9 +90,22 @@ function matmulNode(graph: GraphProto, opType = 'MatMul'): NodeProto {
   return node;
 }
 
+/** Column norms computed from values(), the reference for the streaming columnSquaredNorms(). */
+function expectColumnNorms(weight: ResolvedWeight): void {
+  const values = weight.values();
+  const [rows, cols] = weight.shape as [number, number];
+  const expected = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) expected[c]! += (values[r * cols + c] as number) ** 2;
+  const actual = weight.columnSquaredNorms();
+  expect(actual.length).toBe(cols);
+  actual.forEach((v, c) => expect(v).toBeCloseTo(expected[c]!, 5));
+}
+
+/** Every resolved weight of these tests also checks its streaming column norms against values(). */
 function resolved(graph: GraphProto, opType = 'MatMul', inputIndex = 1): ResolvedWeight {
   const weight = resolveMatMulWeight(new GraphIndex(graph), matmulNode(graph, opType), inputIndex);
   if (!weight) throw new Error('weight not resolved');
+  if (weight.shape.length === 2) expectColumnNorms(weight);
   return weight;
 }
 
@@ -418,3 +431,4 @@ describeShared(
   },
   [sharedPaths.modelsDir],
 );
+

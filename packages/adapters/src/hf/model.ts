@@ -88,23 +88,32 @@ function checkFinite(values: FloatArray, name: string): void {
   }
 }
 
+/** Column norms of each multiply's weight, computed once: small (one number per column). */
+const columnNorms = new WeakMap<WeightMultiply, Float64Array>();
+
 function weightMatrix(role: MatrixRole, multiply: WeightMultiply, columns: readonly [number, number]): WeightMatrix {
   const [rows, allCols] = multiply.weight.shape as [number, number];
   const name = columns[0] === 0 && columns[1] === allCols ? multiply.weight.dataName : `${multiply.weight.dataName}[:, ${columns[0]}:${columns[1]}]`;
-  let cached: Float32Array | undefined;
   const source: MatrixSource = { multiply, columns };
   return {
     name,
     role,
     rows,
     cols: columns[1] - columns[0],
-    // Decoded once per matrix and kept: a pruner reads the same slices many times.
+    // Not cached: a big model's matrices would all stay in memory. Consumers that reuse values
+    // (the planner) keep what they need.
     values() {
-      if (!cached) {
-        cached = sliceColumns(multiply.weight.values(), rows, allCols, columns);
-        checkFinite(cached, name);
-      }
-      return cached;
+      const values = sliceColumns(multiply.weight.values(), rows, allCols, columns);
+      checkFinite(values, name);
+      return values;
+    },
+    sumOfSquares() {
+      let norms = columnNorms.get(multiply);
+      if (!norms) columnNorms.set(multiply, (norms = multiply.weight.columnSquaredNorms()));
+      let sum = 0;
+      for (let c = columns[0]; c < columns[1]; c++) sum += norms[c]!;
+      if (!Number.isFinite(sum)) throw new Error(`weight ${name} holds NaN or infinite values: the model's weights must be finite`);
+      return sum;
     },
     source,
   };

@@ -13,6 +13,11 @@ export interface CapacityMeasure {
   /** The measure of a concrete matrix. */
   ofMatrix(matrix: Matrix): number;
   /**
+   * The measure from ||W||_F^2 alone, for measures that need nothing else (msv); lets a matrix
+   * that can stream its sum of squares skip materialising its values.
+   */
+  fromSumOfSquares?(sumOfSquares: number, rows: number, cols: number): number;
+  /**
    * The expected value of the measure for a `rows x cols` matrix with i.i.d. entries drawn from
    * `init`, computed without drawing weights. Absent when the measure has no such formula.
    */

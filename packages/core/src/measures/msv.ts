@@ -19,11 +19,13 @@ export const msvMeasure: CapacityMeasure = {
   description: 'mean squared singular value: ||W||_F^2 / min(rows, cols) = sum s_j^2 / min(rows, cols) (no SVD)',
   needsSpectrum: false,
   ofMatrix(matrix: Matrix): number {
-    const r = Math.min(matrix.rows, matrix.cols);
-    const squares = frobeniusNormSquared(matrix);
+    return msvMeasure.fromSumOfSquares!(frobeniusNormSquared(matrix), matrix.rows, matrix.cols);
+  },
+  fromSumOfSquares(squares: number, rows: number, cols: number): number {
     if (!Number.isFinite(squares)) {
-      throw new Error(`msv: ||W||_F^2 of the ${matrix.rows} x ${matrix.cols} matrix is not finite (NaN or infinite entries, or entries too large to square)`);
+      throw new Error(`msv: ||W||_F^2 of the ${rows} x ${cols} matrix is not finite (NaN or infinite entries, or entries too large to square)`);
     }
+    const r = Math.min(rows, cols);
     return r === 0 ? 0 : squares / r;
   },
   expected(rows: number, cols: number, init: WeightInit): number {

@@ -55,7 +55,10 @@ export function matrixCapacity(matrix: WeightMatrix, measure: CapacityMeasure, i
   if (init === 'expected' && matrix.init && measure.expected) {
     return measure.expected(matrix.rows, matrix.cols, matrix.init);
   }
-  const value = measure.ofMatrix({ rows: matrix.rows, cols: matrix.cols, data: matrix.values() });
+  const value =
+    measure.fromSumOfSquares && matrix.sumOfSquares
+      ? measure.fromSumOfSquares(matrix.sumOfSquares(), matrix.rows, matrix.cols)
+      : measure.ofMatrix({ rows: matrix.rows, cols: matrix.cols, data: matrix.values() });
   if (!Number.isFinite(value)) {
     throw new Error(`capacity "${measure.name}" of ${matrix.name} (${matrix.rows}x${matrix.cols}) is not finite: the weights contain NaN or Inf`);
   }
