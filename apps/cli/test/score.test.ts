@@ -67,6 +67,23 @@ describe('zerolm score', () => {
     expectCleanError(runCli(resolved), pattern as RegExp);
   });
 
+  it.each([
+    ['a truncated ONNX file', (dir: string) => {
+      const file = path.join(dir, 'onnx/model.onnx');
+      fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 5000));
+    }, /not a valid ONNX model/],
+    ['a folder without config.json', (dir: string) => fs.rmSync(path.join(dir, 'config.json')), /no config.json/],
+    ['an unsupported family', (dir: string) => {
+      const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'bloom' }));
+    }, /unsupported model family "bloom"/],
+  ])('fails cleanly on %s', (_, damage, pattern) => {
+    const model = path.join(dir, `damaged-${Math.random().toString(36).slice(2)}`);
+    fs.cpSync(fixturePath('bert-tiny'), model, { recursive: true });
+    damage(model);
+    expectCleanError(runCli(['score', model]), pattern);
+  });
+
   it('fails cleanly on a spec it does not recognise', () => {
     fs.writeFileSync(path.join(dir, 'odd.json'), JSON.stringify({ hello: 'world' }));
     expectCleanError(runCli(['score', path.join(dir, 'odd.json')]), /not a recognised architecture spec|spec/i);
