@@ -6,6 +6,7 @@ const workspacePackages = ['core', 'onnx', 'adapters', 'planner'];
 
 module.exports = {
   testEnvironment: path.join(root, 'tools/jest/node-environment.cjs'),
+  globalSetup: path.join(root, 'tools/jest/global-setup.cjs'),
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   transform: {
     '^.+\\.ts$': [

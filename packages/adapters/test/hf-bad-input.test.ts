@@ -8,7 +8,7 @@ import { loadHfModel } from '../src';
 
 let tmp: string;
 beforeAll(() => {
-  ensureFixtures(['bert-tiny', 'llama-tiny']);
+  ensureFixtures(['bert-tiny', 'llama-tiny', 'distilbert-tiny']);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-bad-'));
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
