@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { compareCommand } from './commands/compare';
 import { rankCommand } from './commands/rank';
 import { scoreCommand } from './commands/score';
 import { reportError, UsageError } from './errors';
@@ -12,7 +13,8 @@ export function buildParser(argv: string[]) {
     .usage('$0 <command> [options]\n\nData-free ranking of transformer architectures and structured pruning with the ZeroLM proxy.')
     .command(scoreCommand)
     .command(rankCommand)
-    .demandCommand(1, 'name a command: score, rank')
+    .command(compareCommand)
+    .demandCommand(1, 'name a command: score, rank, compare')
     .strict()
     .recommendCommands()
     .help()

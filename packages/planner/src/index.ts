@@ -1,2 +1,5 @@
 export * from './report/svg';
 export * from './runtime/session';
+export * from './compare';
+export * from './scoring';
+export * from './search';
