@@ -1,0 +1,7 @@
+export * from './unit-norms';
+export * from './importance';
+export * from './ranking';
+export * from './capacity-table';
+export * from './masks';
+export * from './onnx-scorer';
+export * from './backend';
