@@ -6,6 +6,7 @@
  */
 import { dirname } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { fullContextGreedy, int64Tensor as int64 } from '../src/checks';
 import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, isEncoder, resolveSpec, type FixtureName } from '../src/fixtures';
 
 // transformers.js ships a CommonJS build for Node; the Jest environment passes the host's typed
@@ -31,10 +32,6 @@ beforeAll(() => {
 function allFinite(values: ArrayLike<number>): boolean {
   for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i] as number)) return false;
   return true;
-}
-
-function int64(values: readonly number[], dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(values.map((v) => BigInt(v))), dims);
 }
 
 describe.each(encoders)('%s (feature-extraction)', (name) => {
@@ -84,34 +81,6 @@ test.each(['q8', 'fp16'])('bert-tiny %s loads and stays close to fp32', async (d
   await variant.dispose();
 });
 
-/** Greedy decoding through onnxruntime-node without the cache: the full sequence every step. */
-async function fullContextGreedy(modelFile: string, prompt: number[], maxNew: number): Promise<number[]> {
-  const session = await ort.InferenceSession.create(modelFile);
-  const tokens = [...prompt];
-  for (let step = 0; step < maxNew; step++) {
-    const n = tokens.length;
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: int64(tokens, [1, n]),
-      attention_mask: int64(tokens.map(() => 1), [1, n]),
-      position_ids: int64(tokens.map((_, i) => i), [1, n]),
-    };
-    for (const meta of session.inputMetadata) {
-      if (!meta.name.startsWith('past_key_values.')) continue;
-      const shape = (meta as unknown as { shape: (number | string)[] }).shape;
-      feeds[meta.name] = new ort.Tensor('float32', new Float32Array(0), [1, shape[1] as number, 0, shape[3] as number]);
-    }
-    const logits = (await session.run(feeds)).logits as ort.Tensor;
-    const vocab = logits.dims[2] as number;
-    const last = (logits.data as Float32Array).subarray((n - 1) * vocab, n * vocab);
-    let best = 0;
-    for (let v = 1; v < vocab; v++) if ((last[v] as number) > (last[best] as number)) best = v;
-    tokens.push(best);
-    if (best === EOS) break;
-  }
-  await session.release();
-  return tokens.slice(prompt.length);
-}
-
 describe.each(decoders)('%s (text-generation)', (name) => {
   const spec = resolveSpec(DEFAULT_FIXTURES[name]);
 
@@ -124,7 +93,7 @@ describe.each(decoders)('%s (text-generation)', (name) => {
     const inputs = generator.tokenizer(PROMPT, { add_special_tokens: false, return_tensor: true });
     const generated = await generator.model.generate({ ...inputs, max_new_tokens: NEW_TOKENS, do_sample: false });
     const cached = Array.from(generated.data as BigInt64Array, Number).slice(prompt.length);
-    const reference = await fullContextGreedy(`${fixturePath(name)}/onnx/model.onnx`, prompt, NEW_TOKENS);
+    const reference = await fullContextGreedy(`${fixturePath(name)}/onnx/model.onnx`, prompt, NEW_TOKENS, EOS);
     expect(cached).toEqual(reference);
     // A real test of the cache needs several steps (the random model must not stop at once).
     expect(cached.length).toBeGreaterThanOrEqual(4);

@@ -3,3 +3,4 @@ export * from './runtime/session';
 export * from './compare';
 export * from './scoring';
 export * from './search';
+export * from './export';

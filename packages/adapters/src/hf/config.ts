@@ -139,6 +139,11 @@ export function normalizeConfig(raw: Record<string, unknown>, where = 'config.js
   if (heads % kvHeads !== 0) {
     throw new Error(`${where}: num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
   }
+  // A pruned model states its head size: with fewer heads, hidden / heads no longer gives it.
+  const zerolm = raw['zerolm'];
+  if (typeof zerolm === 'object' && zerolm !== null && (zerolm as Record<string, unknown>)['headDim'] !== undefined) {
+    headDim = positiveInteger(zerolm as Record<string, unknown>, ['headDim'], `${where}: zerolm`);
+  }
   if (headDim === undefined) {
     if (hiddenSize % heads !== 0) throw new Error(`${where}: hidden size ${hiddenSize} is not divisible by ${heads} heads`);
     headDim = hiddenSize / heads;
@@ -158,6 +163,41 @@ export function normalizeConfig(raw: Record<string, unknown>, where = 'config.js
     ...(pruned ? { prunedLayers: pruned } : {}),
     raw,
   };
+}
+
+/**
+ * The config.json keys that state a model's shape, per model_type (the write-side twin of
+ * `normalizeConfig`): the first key of each list is the one Hugging Face writes, the others are
+ * aliases some configs carry as well. `headDim` is absent where the family derives it.
+ */
+export interface ConfigShapeKeys {
+  readonly layers: readonly string[];
+  readonly heads: readonly string[];
+  readonly kvHeads?: readonly string[];
+  readonly ffnWidth: readonly string[];
+  readonly headDim?: string;
+}
+
+export function configShapeKeys(modelType: string): ConfigShapeKeys {
+  familyOf(modelType, 'config.json');
+  switch (modelType) {
+    case 'distilbert':
+      return { layers: ['n_layers'], heads: ['n_heads'], ffnWidth: ['hidden_dim'] };
+    case 'gpt2':
+      return { layers: ['n_layer', 'num_hidden_layers'], heads: ['n_head', 'num_attention_heads'], ffnWidth: ['n_inner'] };
+    case 'llama':
+    case 'qwen2':
+    case 'mistral':
+      return {
+        layers: ['num_hidden_layers'],
+        heads: ['num_attention_heads'],
+        kvHeads: ['num_key_value_heads'],
+        ffnWidth: ['intermediate_size'],
+        headDim: 'head_dim',
+      };
+    default:
+      return { layers: ['num_hidden_layers'], heads: ['num_attention_heads'], ffnWidth: ['intermediate_size'] };
+  }
 }
 
 export function readConfig(modelDir: string): NormalizedConfig {

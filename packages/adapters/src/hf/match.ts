@@ -27,7 +27,7 @@ import {
 const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulIntegerToFloat', 'DynamicQuantizeMatMul', 'MatMulNBits']);
 
 /** Ops that compute shapes or indices, never activations: walks stop there. */
-const SHAPE_OPS = new Set(['Shape', 'Size', 'ConstantOfShape', 'Range', 'NonZero', 'EyeLike']);
+export const SHAPE_OPS: ReadonlySet<string> = new Set(['Shape', 'Size', 'ConstantOfShape', 'Range', 'NonZero', 'EyeLike']);
 
 /** For ops whose later inputs are shapes, axes or sizes: which inputs carry activations. */
 const DATA_INPUTS: Readonly<Record<string, readonly number[]>> = {
@@ -121,7 +121,8 @@ function label(node: NodeProto): string {
   return `${node.opType} '${node.name ?? node.output[0] ?? '?'}'`;
 }
 
-function dataInputs(node: NodeProto): string[] {
+/** The inputs of `node` that carry activations (not shapes, axes or sizes). */
+export function dataInputs(node: NodeProto): string[] {
   const op = node.opType ?? '';
   const indices = DATA_INPUTS[op];
   const inputs = indices ? indices.map((i) => node.input[i]) : node.input;
@@ -304,9 +305,12 @@ function matchAttention(index: GraphIndex, softmax: NodeProto, byResult: Map<str
   const cache = (walk: { graphInputs: Set<string> }, kind: 'key' | 'value'): { past?: string; present?: string } => {
     const past = [...walk.graphInputs].find((name) => /^past_key_values\.\d+\.(key|value)$/.test(name) && name.endsWith(`.${kind}`));
     if (!past) return {};
-    const concat = index.consumers(past).find((c) => c.opType === 'Concat');
-    const present = concat?.output[0];
-    return { past, ...(present && index.isGraphOutput(present) ? { present } : {}) };
+    // fp16 files written with keep_io_types cast the cache on its way in and out.
+    const concat = castChain(index, past)
+      .flatMap((t) => index.consumers(t))
+      .find((c) => c.opType === 'Concat');
+    const present = concat?.output[0] ? castChain(index, concat.output[0]).find((t) => index.isGraphOutput(t)) : undefined;
+    return { past, ...(present ? { present } : {}) };
   };
   const keyCache = cache(keyWalk, 'key');
   const valueCache = cache(valueWalk, 'value');
@@ -322,6 +326,17 @@ function matchAttention(index: GraphIndex, softmax: NodeProto, byResult: Map<str
     ...(keyCache.present ? { presentKey: keyCache.present } : {}),
     ...(valueCache.present ? { presentValue: valueCache.present } : {}),
   };
+}
+
+/** `tensor` and the outputs of the Cast / Identity nodes that pass it on unchanged in shape. */
+function castChain(index: GraphIndex, tensor: string): string[] {
+  const out = [tensor];
+  for (let i = 0; i < out.length && out.length < 8; i++) {
+    for (const consumer of index.consumers(out[i]!)) {
+      if ((consumer.opType === 'Cast' || consumer.opType === 'Identity') && consumer.output[0]) out.push(consumer.output[0]);
+    }
+  }
+  return out;
 }
 
 function projection(hit: UpstreamHit): Projection {

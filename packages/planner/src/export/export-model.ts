@@ -1,0 +1,302 @@
+/**
+ * `exportPrunedModel`: a Hugging Face model folder (as transformers.js loads it) and a prune plan
+ * in, a smaller model folder out that loads back into transformers.js `pipeline()` unchanged.
+ *
+ * Everything is written into a temporary sibling of the output folder and renamed into place at
+ * the end, so the output folder is either absent, untouched, or complete; the input folder is
+ * only read.
+ */
+import { countParams, prunedGraph, validatePlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
+import { DTYPE_FILES, loadHfModel, type HfModel, type ModelDtype } from '@zerolm/adapters';
+import { isExternalTensor, saveModel } from '@zerolm/onnx';
+import * as fs from 'fs';
+import * as path from 'path';
+import { prunedConfig, type PrunedLayerEntry } from './config';
+import { keptShape, pruneOnnxModel } from './prune-onnx';
+import { smokeRun } from './verify';
+
+export interface ExportOptions {
+  /** Replace a non-empty output folder (only once the new one is complete). */
+  force?: boolean;
+  /** Extra fields for config.json's `zerolm` block (budget, plan summary, ...). */
+  zerolm?: Readonly<Record<string, unknown>>;
+  /** Extra files to write, by path relative to the output folder (e.g. `plan.json`). */
+  files?: Readonly<Record<string, string | Uint8Array>>;
+  /** Run every exported file once on a few tokens (onnxruntime, CPU) before moving it into place. Default true. */
+  verify?: boolean;
+}
+
+/** One layer of the source model and what the export kept of it. */
+export interface ExportedLayer {
+  /** Index in the source model. */
+  readonly index: number;
+  readonly dropped: boolean;
+  /** Kept query heads, key-value heads and FFN neurons (0 for a dropped layer). */
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly ffnWidth: number;
+}
+
+export interface ExportResult {
+  /** Absolute path of the written folder. */
+  readonly outDir: string;
+  /** Files written, relative to `outDir`, sorted. */
+  readonly files: string[];
+  /** Files of the source's `onnx/` folder that were not exported (transformers.js loads only `model.onnx`, `model_quantized.onnx` and `model_fp16.onnx` under these dtypes). */
+  readonly skipped: string[];
+  /** Attention + FFN parameters of the module graph before and after. */
+  readonly params: { readonly before: number; readonly after: number };
+  readonly layers: ExportedLayer[];
+}
+
+const RESERVED_ZEROLM_KEYS = ['layers', 'headDim', 'source'];
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The real path of `p`, resolving symlinks of the part that exists. */
+function realPath(p: string): string {
+  const missing: string[] = [];
+  let current = path.resolve(p);
+  while (!fs.existsSync(current)) {
+    missing.unshift(path.basename(current));
+    const parent = path.dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  return path.join(fs.realpathSync(current), ...missing);
+}
+
+function isInside(child: string, parent: string): boolean {
+  const relative = path.relative(parent, child);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+function checkPlacement(input: string, output: string, force: boolean): void {
+  if (!isDirectory(input)) throw new Error(`model folder ${input} does not exist or is not a folder`);
+  const realInput = realPath(input);
+  const realOutput = realPath(output);
+  if (isInside(realOutput, realInput)) {
+    throw new Error(`the output folder ${output} is inside (or is) the input model folder ${input}; choose a folder outside it`);
+  }
+  if (isInside(realInput, realOutput)) {
+    throw new Error(`the output folder ${output} contains the input model folder ${input}; choose another folder`);
+  }
+  if (fs.existsSync(output)) {
+    if (!isDirectory(output)) throw new Error(`the output path ${output} exists and is not a folder`);
+    if (fs.readdirSync(output).length > 0 && !force) {
+      throw new Error(`the output folder ${output} is not empty (pass force to replace it)`);
+    }
+  }
+}
+
+/** Checks extra file paths: relative, inside the folder, and not a file the export itself writes. */
+function checkExtraFiles(files: Readonly<Record<string, string | Uint8Array>>): void {
+  for (const name of Object.keys(files)) {
+    const normal = path.posix.normalize(name.split(path.sep).join('/'));
+    if (name === '' || path.isAbsolute(name) || normal.startsWith('../') || normal === '..' || normal === '.') {
+      throw new Error(`extra file '${name}' must be a relative path inside the output folder`);
+    }
+    if (normal === 'config.json' || normal === 'onnx' || normal.startsWith('onnx/')) {
+      throw new Error(`extra file '${name}' would overwrite the exported ${normal === 'config.json' ? 'config.json' : 'ONNX files'}`);
+    }
+  }
+}
+
+/** Files under `dir`, relative, with `/` separators, sorted. */
+function listFiles(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory() || (entry.isSymbolicLink() && isDirectory(full))) out.push(...listFiles(full, relative));
+    else out.push(relative);
+  }
+  return out.sort();
+}
+
+/** Per-layer shapes that must agree between the files of one folder. */
+function layerShapes(graph: ModuleGraph): string {
+  return JSON.stringify(graph.layers.map((l) => [l.attention.heads, l.attention.kvHeads, l.attention.headDim, l.ffn.width]));
+}
+
+function temporaryName(target: string, kind: string): string {
+  const random = Math.random().toString(36).slice(2, 10);
+  return path.join(path.dirname(target), `.${path.basename(target)}.zerolm-${kind}-${process.pid}-${random}`);
+}
+
+/** External data files the model references (they belong to it, not to the skipped files). */
+function externalLocations(hf: HfModel): string[] {
+  const locations = new Set<string>();
+  for (const t of hf.onnx.model.graph?.initializer ?? []) {
+    if (!isExternalTensor(t)) continue;
+    const location = t.externalData.find((e) => e.key === 'location')?.value;
+    if (location) locations.add(path.posix.normalize(`onnx/${location}`));
+  }
+  return [...locations];
+}
+
+/**
+ * Writes the model `modelDir` pruned by `plan` to `outDir`: every ONNX file transformers.js
+ * would load (`onnx/model.onnx`, `model_quantized.onnx`, `model_fp16.onnx`) pruned, config.json
+ * rewritten to match, every other file of the folder outside `onnx/` copied unchanged, plus
+ * `options.files`. Refuses an `outDir` inside the input (or containing it), and a non-empty
+ * `outDir` unless `options.force`. Each exported file is loaded back and (unless `verify` is
+ * false) run once before the folder is moved into place. On any error nothing is left behind.
+ *
+ * @example
+ *   const result = await exportPrunedModel('models/llama', plan, 'models/llama-pruned', {
+ *     zerolm: { budget: 0.5 },
+ *     files: { 'plan.json': JSON.stringify(plan, null, 2) },
+ *   });
+ *   console.log(result.params.before, '->', result.params.after);
+ */
+export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDir: string, options: ExportOptions = {}): Promise<ExportResult> {
+  const input = path.resolve(modelDir);
+  const output = path.resolve(outDir);
+  checkPlacement(input, output, options.force === true);
+  if (typeof plan !== 'object' || plan === null || !Array.isArray(plan.layers)) throw new Error('the plan must be an object with a "layers" array');
+  plan.layers.forEach((layer, i) => {
+    if (layer?.index !== i) throw new Error(`the plan's layer at position ${i} says index ${String(layer?.index)}; layers must be listed in order`);
+  });
+  const extraFiles = options.files ?? {};
+  checkExtraFiles(extraFiles);
+  const reserved = Object.keys(options.zerolm ?? {}).filter((k) => RESERVED_ZEROLM_KEYS.includes(k));
+  if (reserved.length > 0) throw new Error(`zerolm fields ${reserved.join(', ')} are written by the exporter and cannot be passed`);
+
+  const dtypes = (Object.keys(DTYPE_FILES) as ModelDtype[]).filter((d) => fs.existsSync(path.join(input, 'onnx', DTYPE_FILES[d])));
+  if (dtypes.length === 0) {
+    throw new Error(`no ONNX model in ${path.join(input, 'onnx')} (expected ${Object.values(DTYPE_FILES).join(', ')})`);
+  }
+
+  // Check the plan against every file before writing anything.
+  let reference: HfModel | undefined;
+  for (const dtype of dtypes) {
+    const hf = loadHfModel(input, { dtype });
+    const file = `onnx/${DTYPE_FILES[dtype]}`;
+    try {
+      validatePlan(hf.graph, plan);
+    } catch (error) {
+      throw new Error(`the plan does not fit ${file} of ${input}: ${(error as Error).message}`);
+    }
+    if (!reference) reference = hf;
+    else if (layerShapes(hf.graph) !== layerShapes(reference.graph)) {
+      throw new Error(`${file} and onnx/${DTYPE_FILES[reference.dtype]} of ${input} have different layer shapes`);
+    }
+  }
+  const ref = reference!;
+  if (plan.layers.every((l) => l.dropped)) throw new Error('the plan drops every layer; keep at least one');
+
+  const layers: ExportedLayer[] = ref.graph.layers.map((layer, i) => {
+    const shape = keptShape(layer, plan.layers[i]!);
+    return { index: i, dropped: !shape, heads: shape?.heads ?? 0, kvHeads: shape?.kvHeads ?? 0, ffnWidth: shape?.ffnWidth ?? 0 };
+  });
+  const kept: PrunedLayerEntry[] = layers
+    .filter((l) => !l.dropped)
+    .map((l) => ({ heads: l.heads, kvHeads: l.kvHeads, ffnWidth: l.ffnWidth, sourceLayer: l.index }));
+  const headDims = new Set(ref.graph.layers.map((l) => l.attention.headDim));
+  if (headDims.size !== 1) throw new Error(`${input}: layers have different head sizes (${[...headDims].join(', ')}), which config.json cannot state`);
+  const headDim = [...headDims][0]!;
+  const params = { before: countParams(ref.graph).modules, after: countParams(prunedGraph(ref.graph, plan)).modules };
+
+  const parent = path.dirname(output);
+  const createdParent = fs.mkdirSync(parent, { recursive: true });
+  const temp = temporaryName(output, 'tmp');
+  const skipped = new Set<string>();
+  try {
+    fs.mkdirSync(temp);
+    // Everything but the ONNX folder and config.json, unchanged.
+    const sourceFiles = listFiles(input);
+    for (const file of sourceFiles) {
+      if (file.startsWith('onnx/')) {
+        skipped.add(file);
+        continue;
+      }
+      if (file === 'config.json') continue;
+      const target = path.join(temp, ...file.split('/'));
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      fs.copyFileSync(path.join(input, ...file.split('/')), target);
+    }
+    const config = prunedConfig({
+      raw: ref.config.raw,
+      modelType: ref.config.modelType,
+      sourceLayers: ref.graph.layers.length,
+      layers: kept,
+      headDim,
+      source: input,
+      ...(options.zerolm ? { extra: options.zerolm } : {}),
+    });
+    fs.writeFileSync(path.join(temp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+
+    fs.mkdirSync(path.join(temp, 'onnx'));
+    for (const dtype of dtypes) {
+      // Loaded afresh: pruning edits the in-memory model.
+      const hf = dtype === ref.dtype ? ref : loadHfModel(input, { dtype });
+      const name = DTYPE_FILES[dtype];
+      skipped.delete(`onnx/${name}`);
+      const external = externalLocations(hf);
+      external.forEach((f) => skipped.delete(f));
+      const model = pruneOnnxModel(hf, plan);
+      saveModel(model, path.join(temp, 'onnx', name), {
+        sourceDir: hf.onnx.baseDir,
+        ...(external.length > 0 ? { externalData: { location: `${name}_data` } } : {}),
+      });
+    }
+
+    for (const [name, content] of Object.entries(extraFiles)) {
+      const target = path.join(temp, ...path.posix.normalize(name.split(path.sep).join('/')).split('/'));
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      fs.writeFileSync(target, content);
+    }
+
+    // The written folder must map back to the shapes the plan asked for.
+    const expected = JSON.stringify(kept.map((l) => [l.heads, l.kvHeads, headDim, l.ffnWidth]));
+    for (const dtype of dtypes) {
+      const written = loadHfModel(temp, { dtype });
+      if (layerShapes(written.graph) !== expected) {
+        throw new Error(`internal: the exported onnx/${DTYPE_FILES[dtype]} maps to layers ${layerShapes(written.graph)}, expected ${expected}`);
+      }
+    }
+
+    if (options.verify !== false) {
+      const vocab = ref.config.raw['vocab_size'];
+      const widths = { hidden: ref.config.hiddenSize, ...(typeof vocab === 'number' ? { logits: vocab } : {}) };
+      for (const dtype of dtypes) await smokeRun(path.join(temp, 'onnx', DTYPE_FILES[dtype]), `onnx/${DTYPE_FILES[dtype]}`, widths);
+    }
+
+    const files = listFiles(temp);
+    moveIntoPlace(temp, output);
+    return { outDir: output, files, skipped: [...skipped].sort(), params, layers };
+  } catch (error) {
+    fs.rmSync(temp, { recursive: true, force: true });
+    if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Renames the finished `temp` folder to `output`, replacing what is there only after the rename is possible. */
+function moveIntoPlace(temp: string, output: string): void {
+  if (!fs.existsSync(output)) {
+    fs.renameSync(temp, output);
+    return;
+  }
+  if (fs.readdirSync(output).length === 0) {
+    fs.rmdirSync(output);
+    fs.renameSync(temp, output);
+    return;
+  }
+  const old = temporaryName(output, 'old');
+  fs.renameSync(output, old);
+  try {
+    fs.renameSync(temp, output);
+  } catch (error) {
+    fs.renameSync(old, output);
+    throw error;
+  }
+  fs.rmSync(old, { recursive: true, force: true });
+}

@@ -1,0 +1,4 @@
+/** The exporter: a pruned Hugging Face model folder that transformers.js loads unchanged. */
+export { exportPrunedModel, type ExportOptions, type ExportResult, type ExportedLayer } from './export-model';
+export { pruneOnnxModel, keptShape, type KeptShape } from './prune-onnx';
+export { prunedConfig, type PrunedConfigInput, type PrunedLayerEntry } from './config';
