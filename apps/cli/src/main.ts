@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { compareCommand } from './commands/compare';
+import { pruneCommand } from './commands/prune';
 import { rankCommand } from './commands/rank';
 import { scoreCommand } from './commands/score';
 import { reportError, UsageError } from './errors';
@@ -13,8 +14,9 @@ export function buildParser(argv: string[]) {
     .usage('$0 <command> [options]\n\nData-free ranking of transformer architectures and structured pruning with the ZeroLM proxy.')
     .command(scoreCommand)
     .command(rankCommand)
+    .command(pruneCommand)
     .command(compareCommand)
-    .demandCommand(1, 'name a command: score, rank, compare')
+    .demandCommand(1, 'name a command: score, rank, prune, compare')
     .strict()
     .recommendCommands()
     .help()
@@ -23,7 +25,8 @@ export function buildParser(argv: string[]) {
     .wrap(Math.min(110, process.stdout.columns || 110))
     .exitProcess(false)
     .fail((message, error) => {
-      throw error ?? new UsageError(message);
+      // yargs' own messages can span lines; the error contract is one line.
+      throw error ?? new UsageError(message.replace(/\s*\n\s*/g, ' '));
     });
 }
 

@@ -4,3 +4,4 @@ export * from './compare';
 export * from './scoring';
 export * from './search';
 export * from './export';
+export * from './prune';

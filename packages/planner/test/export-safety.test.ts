@@ -116,7 +116,7 @@ test('a non-empty output folder is refused without force and replaced with it', 
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'old.txt'), 'old');
   const plan = nonUniformPlan(loadHfModel(input).graph);
-  await expect(exportPrunedModel(input, plan, out)).rejects.toThrow(/is not empty \(pass force to replace it\)/);
+  await expect(exportPrunedModel(input, plan, out)).rejects.toThrow(/is not empty \(replace it with --force/);
   expect(readdirSync(out)).toEqual(['old.txt']);
   const siblings = entries(root.dir);
 

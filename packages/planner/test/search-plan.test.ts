@@ -152,7 +152,7 @@ describe('planPrune on the planted fixtures', () => {
     const layerMinimum = (headDim: number) => 4 * 32 * headDim + 2 * 32 * 8; // one head + 8 neurons, no biases
     const budget = layerMinimum(4) + 10;
     expect(budget).toBeLessThan(layerMinimum(16));
-    for (const search of ['greedy', 'evolution'] as const) {
+    for (const search of ['greedy', 'evolutionary'] as const) {
       const result = await planPrune(graph, { targetParams: budget, granularity: 'heads,ffn,layers', search, backend: 'typescript', evals: 100 });
       expect(result.params.after).toBeLessThanOrEqual(budget);
       expect(result.layers.map((l) => l.dropped)).toEqual([true, false, true]);

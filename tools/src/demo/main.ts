@@ -22,9 +22,16 @@ function zerolm(args: string[]): void {
 
 function main(): void {
   const model = 'llama-tiny';
-  process.stdout.write(`Generating the bundled demo model (${model}: a 2-layer LLaMA-style decoder with grouped-query attention)...\n`);
+  process.stdout.write(
+    `Generating the bundled demo model (${model}: a 2-layer LLaMA-style decoder with grouped-query attention, random weights)...\n`,
+  );
   ensureFixtures([model]);
-  zerolm(['score', path.relative(process.cwd(), fixturePath(model)) || '.']);
+  const relative = (p: string) => path.relative(process.cwd(), p) || '.';
+  const source = relative(fixturePath(model));
+  const out = relative(path.join(repoRoot, 'demo-output', model));
+  zerolm(['score', source]);
+  // Three pruned variants, each a model folder transformers.js loads, compared with the source.
+  zerolm(['prune', source, '--out', out, '--sweep', '0.9,0.75,0.5', '--force']);
 }
 
 main();

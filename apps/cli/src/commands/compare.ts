@@ -13,19 +13,7 @@ import type { CommandModule } from 'yargs';
 import { writeFileAtomic } from '../output/files';
 import { progressBar } from '../output/progress';
 import { formatCount, formatNumber, formatTable, type Cell } from '../output/table';
-import { UsageError } from '../errors';
-import { alphaOption, jsonOption, measureOption, positiveInteger } from './options';
-
-/**
- * A closed set of values checked by coerce rather than yargs `choices`, whose multi-line
- * "Invalid values:" message would reach the user as its first line only.
- */
-function oneOf<T extends string>(name: string, values: readonly T[]) {
-  return (value: string): T => {
-    if (!(values as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${values.join(', ')} (got "${value}")`);
-    return value as T;
-  };
-}
+import { alphaOption, jsonOption, measureOption, oneOf, positiveInteger } from './options';
 
 interface CompareArgs {
   reference: string;

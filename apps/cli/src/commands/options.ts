@@ -31,8 +31,8 @@ export const alphaOption: Options = {
 
 export const variantOption: Options = {
   type: 'string',
-  choices: SCORE_VARIANTS,
   default: 'linear',
+  coerce: (value: string) => oneOf('variant', SCORE_VARIANTS)(value),
   describe: 'linear: sum_l [alpha A_l + (1-alpha) F_l]; log: the same over log(1 + .)',
 };
 
@@ -42,5 +42,16 @@ export function positiveInteger(name: string, minimum = 1) {
   return (value: number) => {
     if (!Number.isInteger(value) || value < minimum) throw new UsageError(`--${name} must be an integer >= ${minimum} (got ${value})`);
     return value;
+  };
+}
+
+/**
+ * A closed set of values checked by coerce rather than yargs `choices`, whose multi-line
+ * "Invalid values:" message does not fit the one-line error contract.
+ */
+export function oneOf<T extends string>(name: string, values: readonly T[]) {
+  return (value: string): T => {
+    if (!(values as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${values.join(', ')} (got "${value}")`);
+    return value as T;
   };
 }

@@ -1,4 +1,4 @@
-import { rankArchitectures, type InitMode, type RankReport, type ScoreVariant } from '@zerolm/core';
+import { listAlphaStrategies, rankArchitectures, type InitMode, type RankReport, type ScoreVariant } from '@zerolm/core';
 import { BENCHMARKS, loadBenchmark, loadBaselineCsv, type BenchmarkName } from '@zerolm/adapters';
 import { scatterSvg } from '@zerolm/planner';
 import type { CommandModule } from 'yargs';
@@ -6,7 +6,7 @@ import { UsageError } from '../errors';
 import { writeFileAtomic } from '../output/files';
 import { progressBar } from '../output/progress';
 import { formatTable } from '../output/table';
-import { alphaOption, jsonOption, measureOption, positiveInteger, variantOption } from './options';
+import { alphaOption, jsonOption, measureOption, oneOf, positiveInteger, variantOption } from './options';
 
 interface RankArgs {
   benchmark: BenchmarkName;
@@ -29,15 +29,15 @@ export const rankCommand: CommandModule<object, RankArgs> = {
   describe: 'score a benchmark search space and measure how well the proxy predicts trained quality',
   builder: (y) =>
     y
-      .option('benchmark', { type: 'string', choices: Object.keys(BENCHMARKS), demandOption: true, describe: 'which search space' })
+      .option('benchmark', { type: 'string', demandOption: true, describe: `which search space: ${Object.keys(BENCHMARKS).join(', ')}`, coerce: oneOf('benchmark', Object.keys(BENCHMARKS) as BenchmarkName[]) })
       .option('data', { type: 'string', demandOption: true, describe: 'the benchmark file (architectures with trained scores)' })
       .option('baselines', { type: 'string', describe: 'CSV of published proxies by ID (FlexiBERT: baseline_proxies.public.csv)' })
       .option('measure', measureOption)
       .option('variant', variantOption)
       .option('alpha-strategy', {
         type: 'string',
-        choices: ['sample', 'heuristic', 'fixed'],
         default: 'sample',
+        coerce: (name: string) => oneOf('alpha-strategy', listAlphaStrategies().map((s) => s.name))(name),
         describe: 'the strategy whose alpha scores the architectures (all are reported)',
       })
       .option('alpha', { ...alphaOption, describe: 'alpha of the fixed strategy' })
@@ -46,8 +46,8 @@ export const rankCommand: CommandModule<object, RankArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'seed of the random samples', coerce: positiveInteger('seed', 0) })
       .option('init', {
         type: 'string',
-        choices: ['sampled', 'expected'] as const,
         default: 'sampled',
+        coerce: oneOf('init', ['sampled', 'expected'] as const),
         describe: 'draw weights as the benchmark initialised them, or use expected values (much faster)',
       })
       .option('json', jsonOption)

@@ -2,7 +2,7 @@ import { scoreReport, type InitMode, type ScoreReport, type ScoreVariant } from 
 import { loadGraph } from '@zerolm/adapters';
 import type { CommandModule } from 'yargs';
 import { formatCount, formatNumber, formatTable } from '../output/table';
-import { alphaOption, jsonOption, measureOption, variantOption } from './options';
+import { alphaOption, jsonOption, measureOption, oneOf, variantOption } from './options';
 
 interface ScoreArgs {
   input: string;
@@ -25,11 +25,11 @@ export const scoreCommand: CommandModule<object, ScoreArgs> = {
       .option('variant', variantOption)
       .option('init', {
         type: 'string',
-        choices: ['sampled', 'expected'] as const,
         default: 'sampled',
+        coerce: oneOf('init', ['sampled', 'expected'] as const),
         describe: 'specs only: draw weights (sampled) or use expected values of the init distribution',
       })
-      .option('dtype', { type: 'string', choices: ['fp32', 'q8', 'fp16'], describe: 'model folders: which ONNX file to read (default fp32)' })
+      .option('dtype', { type: 'string', describe: 'model folders: which ONNX file to read: fp32 (default), q8, fp16', coerce: oneOf('dtype', ['fp32', 'q8', 'fp16'] as const) })
       .option('json', jsonOption) as never,
   handler: async (args) => {
     const graph = await loadGraph(args.input, { dtype: args.dtype as never });

@@ -3,7 +3,8 @@
  * so short runs and piped output stay clean.
  */
 export interface Progress {
-  update(done: number, total: number): void;
+  /** `phase` names the current stage, shown after the label. */
+  update(done: number, total: number, phase?: string): void;
   done(): void;
 }
 
@@ -15,7 +16,7 @@ export function progressBar(label: string, options: { stream?: NodeJS.WriteStrea
   let lastDraw = 0;
   if (!stream.isTTY) return { update() {}, done() {} };
   return {
-    update(done, total) {
+    update(done, total, phase) {
       const now = Date.now();
       if (now - started < delayMs || (now - lastDraw < 100 && done < total)) return;
       lastDraw = now;
@@ -25,7 +26,7 @@ export function progressBar(label: string, options: { stream?: NodeJS.WriteStrea
       const filled = Math.round(fraction * width);
       const elapsed = (now - started) / 1000;
       const eta = fraction > 0 ? elapsed * (1 / fraction - 1) : 0;
-      stream.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${elapsed.toFixed(0)}s, ~${eta.toFixed(0)}s left `);
+      stream.write(`\r\x1b[2K${label}${phase ? ` (${phase})` : ''} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${elapsed.toFixed(0)}s, ~${eta.toFixed(0)}s left `);
     },
     done() {
       if (drawn) stream.write('\r\x1b[2K');

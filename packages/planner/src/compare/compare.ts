@@ -132,7 +132,8 @@ function inspectFolder(dir: string, dtype: ModelDtype): NormalizedConfig {
  * The longest sequence a model with a learned position table can read (undefined for rotary
  * positions, which have no table). RoBERTa numbers positions from `pad_token_id + 1`.
  */
-function positionLimit(config: NormalizedConfig): number | undefined {
+/** How many positions a model with a learned position table can read (rotary models: no limit). */
+export function positionLimit(config: NormalizedConfig): number | undefined {
   if (config.family === 'llama') return undefined;
   const table = config.raw['n_positions'] ?? config.raw['max_position_embeddings'];
   if (typeof table !== 'number') return undefined;
@@ -156,7 +157,7 @@ function labels(dirs: readonly string[]): string[] {
 }
 
 /** The first `batch * seqLen` tokens of the stream, repeated if the text is shorter: the latency input. */
-function latencyBatch(stream: Int32Array, batch: number, seqLen: number): TokenBatch {
+export function latencyBatch(stream: Int32Array, batch: number, seqLen: number): TokenBatch {
   const ids = new BigInt64Array(batch * seqLen);
   for (let i = 0; i < ids.length; i++) ids[i] = BigInt(stream[i % stream.length] as number);
   return { batch, seqLen, ids, mask: new BigInt64Array(batch * seqLen).fill(1n) };

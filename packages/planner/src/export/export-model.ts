@@ -90,7 +90,7 @@ function checkPlacement(input: string, output: string, force: boolean): void {
   if (fs.existsSync(output)) {
     if (!isDirectory(output)) throw new Error(`the output path ${output} exists and is not a folder`);
     if (fs.readdirSync(output).length > 0 && !force) {
-      throw new Error(`the output folder ${output} is not empty (pass force to replace it)`);
+      throw new Error(`the output folder ${output} is not empty (replace it with --force, or the force option)`);
     }
   }
 }

@@ -72,7 +72,7 @@ export async function openScoring(
   }
   try {
     const { table, rows } = await fillTable(scorer, ranking, allowed, options.batchSize === undefined ? {} : { batchSize: options.batchSize });
-    return done({ table, provider: scorer.provider, ...(scorer.fallbackReason === undefined ? {} : { reason: scorer.fallbackReason }), rows });
+    return done({ table, provider: scorer.provider, ...(scorer.fallbackReason === undefined ? {} : { reason: `CUDA unavailable: ${scorer.fallbackReason}` }), rows });
   } finally {
     await scorer.close();
   }

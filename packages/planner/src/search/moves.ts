@@ -42,8 +42,8 @@ const KINDS = [0, 1, 2] as const;
 
 /**
  * The best single step: down = least score lost per budget freed (a step that raises the score
- * wins outright); up = most score gained per budget spent among steps that keep `budget`, and
- * only steps that raise the score.
+ * wins outright); up = most score gained per budget spent among steps that keep `budget`: only
+ * steps that raise the score, or with `budget.fill` any step that fits (the least damaging).
  */
 export function bestStep(space: SearchSpace, state: State, up: boolean, budget: Budget, counter?: Counter): Step | undefined {
   const w = weightsFor(space, budget, up ? undefined : state);
@@ -59,7 +59,7 @@ export function bestStep(space: SearchSpace, state: State, up: boolean, budget: 
       if (!(resource > 0)) continue;
       let value: number;
       if (up) {
-        if (!(step.dScore > 0) || state.params + step.dParams > budget.params || state.flops + step.dFlops > budget.flops) continue;
+        if (!(budget.fill || step.dScore > 0) || state.params + step.dParams > budget.params || state.flops + step.dFlops > budget.flops) continue;
         value = step.dScore / resource;
         if (best && value <= bestValue) continue;
       } else {
@@ -84,7 +84,7 @@ export function repair(space: SearchSpace, state: State, budget: Budget, counter
   return true;
 }
 
-/** Adds the most rewarding steps that still fit, while any raises the score. */
+/** Adds the most rewarding steps that still fit, while any raises the score (with `budget.fill`: while any fits). */
 export function refill(space: SearchSpace, state: State, budget: Budget, counter?: Counter): void {
   for (;;) {
     const step = bestStep(space, state, true, budget, counter);

@@ -27,9 +27,9 @@ import { greedySearch, type SearchPoint } from './greedy';
 import { paretoFront } from './pareto';
 import { DEFAULT_ROUND_TO, parseGranularity, SearchSpace, type Budget, type Granularity } from './space';
 
-export type SearchMethod = 'evolution' | 'greedy';
+export type SearchMethod = 'evolutionary' | 'greedy';
 
-export const SEARCH_METHODS: readonly SearchMethod[] = ['evolution', 'greedy'];
+export const SEARCH_METHODS: readonly SearchMethod[] = ['evolutionary', 'greedy'];
 
 export type PlanPhase = 'scoring' | 'greedy' | 'evolution' | 'latency';
 
@@ -38,6 +38,12 @@ export interface PlanOptions {
   targetParams?: number;
   /** FLOPs per token at `seqLen` to keep: a fraction in (0, 1] or an absolute count > 1. */
   targetFlops?: number;
+  /**
+   * Use the budget as a target size (default true): every candidate is refilled with the least
+   * damaging units that still fit, so the plan lands at the budget rather than below it when the
+   * measure rewards removing weak units. False: the highest-scoring candidate at or under budget.
+   */
+  fillBudget?: boolean;
   /** Sequence length of the FLOPs count (default 128). */
   seqLen?: number;
   /**
@@ -60,7 +66,7 @@ export interface PlanOptions {
   /** Attention/FFN balance in [0, 1] (default 0.5). */
   alpha?: number;
   variant?: ScoreVariant;
-  /** `evolution` (default) or `greedy` alone. */
+  /** `evolutionary` (default) or `greedy` alone. */
   search?: SearchMethod;
   /** Candidate evaluations of the evolutionary search (default 2000). */
   evals?: number;
@@ -125,6 +131,7 @@ export interface PlanResult {
     population: number;
     seed: number;
     generations: number;
+    fillBudget: boolean;
   };
   /** Who scored: `cuda` / `cpu` (onnxruntime) or `typescript`. */
   provider: string;
@@ -187,7 +194,7 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
   checkAlpha(alpha);
   const variant = options.variant ?? 'linear';
   if (!SCORE_VARIANTS.includes(variant)) throw new Error(`unknown score variant "${variant}" (known: ${SCORE_VARIANTS.join(', ')})`);
-  const method = options.search ?? 'evolution';
+  const method = options.search ?? 'evolutionary';
   if (!SEARCH_METHODS.includes(method)) throw new Error(`unknown search "${method}" (known: ${SEARCH_METHODS.join(', ')})`);
   const granularity = parseGranularity(options.granularity);
   const roundTo = positiveInteger(options.roundTo, DEFAULT_ROUND_TO, 'roundTo');
@@ -221,7 +228,11 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
   );
   const paramsBudget = resolveTarget(options.targetParams, space.fullParams, 'targetParams');
   const flopsBudget = resolveTarget(options.targetFlops, space.fullFlops, 'targetFlops');
-  const budget: Budget = { params: paramsBudget ?? Infinity, flops: flopsBudget ?? Infinity };
+  const budget: Budget = {
+    params: paramsBudget ?? Infinity,
+    flops: flopsBudget ?? Infinity,
+    fill: (options.fillBudget ?? true) && (paramsBudget !== undefined || flopsBudget !== undefined),
+  };
   const asked = [
     paramsBudget === undefined ? undefined : `targetParams ${options.targetParams} = ${Math.floor(paramsBudget)} parameters`,
     flopsBudget === undefined ? undefined : `targetFlops ${options.targetFlops} = ${Math.floor(flopsBudget)} FLOPs per token`,
@@ -252,7 +263,7 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
   let generations = 0;
   let evolutionMs = 0;
   let uniform: SearchPoint | undefined;
-  if (method === 'evolution') {
+  if (method === 'evolutionary') {
     uniform = uniformSolution(space, budget);
     const evolution = evolutionarySearch(space, budget, uniform ? [greedy.best, uniform] : [greedy.best], {
       evals,
@@ -327,7 +338,7 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
     measure: measure.name,
     alpha,
     variant,
-    search: { method, granularity, roundTo, importance: ranking.importance, evals, population, seed, generations },
+    search: { method, granularity, roundTo, importance: ranking.importance, evals, population, seed, generations, fillBudget: budget.fill ?? false },
     provider: scoring.provider,
     ...(scoring.reason === undefined ? {} : { providerReason: scoring.reason }),
     scoredRows: scoring.rows,
@@ -372,7 +383,7 @@ export interface SearchComparison {
 
 /** Runs `planPrune` with the evolutionary search and reports it next to its greedy baseline. */
 export async function compareSearches(graph: ModuleGraph, options: PlanOptions): Promise<SearchComparison> {
-  const result = await planPrune(graph, { ...options, search: 'evolution' });
+  const result = await planPrune(graph, { ...options, search: 'evolutionary' });
   return {
     model: result.model,
     ...(result.params.budget === undefined ? {} : { budgetParams: result.params.budget }),

@@ -67,6 +67,12 @@ export interface SpaceOptions {
 export interface Budget {
   params: number;
   flops: number;
+  /**
+   * Treat the budget as a target size: refilling adds the best steps that still fit even when
+   * they lower the score (a mean-like measure such as msv can rise as weak units go, which would
+   * otherwise leave much of the budget unused). Only meaningful with a finite budget.
+   */
+  fill?: boolean;
 }
 
 /** A genome with its totals, updated step by step. */

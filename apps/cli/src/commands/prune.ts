@@ -1,0 +1,197 @@
+import {
+  comparisonSvg,
+  DEFAULT_FIDELITY_METRIC,
+  DEVICES,
+  listImportances,
+  prune,
+  pruneSweep,
+  SEARCH_METHODS,
+  sweepFolderName,
+  type Device,
+  type PlanFile,
+  type PlanPhase,
+  type PruneResult,
+  type SearchMethod,
+} from '@zerolm/planner';
+import * as path from 'path';
+import type { CommandModule } from 'yargs';
+import { UsageError } from '../errors';
+import { writeFileAtomic } from '../output/files';
+import { progressBar } from '../output/progress';
+import { formatCount, formatNumber, formatTable } from '../output/table';
+import { renderComparison } from './compare';
+import { alphaOption, jsonOption, measureOption, oneOf, positiveInteger, variantOption } from './options';
+
+interface PruneArgs {
+  model: string;
+  out?: string;
+  targetParams?: number;
+  targetFlops?: number;
+  seqLen: number;
+  maxLatencyMs?: number;
+  granularity: string;
+  roundTo: number;
+  search: SearchMethod;
+  evals: number;
+  device: Device;
+  seed: number;
+  importance?: string;
+  measure: string;
+  alpha: number;
+  variant: 'linear' | 'log';
+  fillBudget: boolean;
+  planOnly: boolean;
+  force: boolean;
+  json: boolean;
+  sweep?: number[];
+  plot?: string;
+}
+
+/** A budget: a fraction in (0, 1] of the Attention+FFN parameters (or FLOPs), or an absolute count > 1. */
+function budget(name: string) {
+  return (value: number) => {
+    if (!Number.isFinite(value) || value <= 0 || (value > 1 && !Number.isInteger(value))) {
+      throw new UsageError(`--${name} must be a fraction in (0, 1] or a whole count above 1 (got ${value})`);
+    }
+    return value;
+  };
+}
+
+function sweepList(value: string | number): number[] {
+  const fractions = String(value)
+    .split(',')
+    .map((s) => Number(s.trim()));
+  for (const f of fractions) {
+    if (!(f > 0 && f < 1)) throw new UsageError(`--sweep takes fractions in (0, 1), comma separated (got "${value}")`);
+  }
+  return fractions;
+}
+
+export const pruneCommand: CommandModule<object, PruneArgs> = {
+  command: 'prune <model>',
+  describe: 'prune a model folder to a budget without data, and export a smaller model folder transformers.js loads',
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'the model folder (transformers.js layout)' })
+      .option('out', { type: 'string', describe: 'output folder (must be empty or absent, unless --force)' })
+      .option('target-params', { type: 'number', describe: 'keep this fraction (0..1] of the Attention+FFN parameters, or this many', coerce: budget('target-params') })
+      .option('target-flops', { type: 'number', describe: 'keep this fraction (0..1] of the FLOPs per token at --seq-len, or this many', coerce: budget('target-flops') })
+      .option('seq-len', { type: 'number', default: 128, describe: 'sequence length of the FLOPs count and the latency measurement', coerce: positiveInteger('seq-len') })
+      .option('max-latency-ms', { type: 'number', describe: 'also keep the measured onnxruntime latency (batch 1, --seq-len tokens) under this (slower: candidates are exported and timed)' })
+      .option('granularity', { type: 'string', default: 'heads,ffn', describe: 'units the search may cut: any of heads, ffn, layers' })
+      .option('round-to', { type: 'number', default: 8, describe: 'kept FFN widths are multiples of this (the full width is always allowed)', coerce: positiveInteger('round-to') })
+      .option('search', { type: 'string', default: 'evolutionary', describe: `search: ${SEARCH_METHODS.join(', ')}`, coerce: oneOf('search', SEARCH_METHODS) })
+      .option('evals', { type: 'number', default: 2000, describe: 'candidates the evolutionary search evaluates', coerce: positiveInteger('evals') })
+      .option('device', { type: 'string', default: 'auto', describe: `onnxruntime provider for scoring (${DEVICES.join(', ')}): auto tries CUDA, then CPU`, coerce: oneOf('device', DEVICES) })
+      .option('seed', { type: 'number', default: 0, describe: 'seed of the search (and of random importance)', coerce: positiveInteger('seed', 0) })
+      .option('importance', { type: 'string', describe: 'which units to keep inside a layer (default: the planner\'s default rule)', coerce: (name: string) => oneOf('importance', listImportances().map((i) => i.name))(name) })
+      .option('measure', measureOption)
+      .option('alpha', alphaOption)
+      .option('variant', variantOption)
+      .option('fill-budget', {
+        type: 'boolean',
+        default: true,
+        describe: 'land at the budget (add the least damaging units that fit); --no-fill-budget: the best-scoring plan at or under it',
+      })
+      .option('plan-only', { type: 'boolean', default: false, describe: 'plan and print, write nothing' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace a non-empty --out' })
+      .option('json', jsonOption)
+      .option('sweep', { type: 'string', describe: 'several parameter budgets, e.g. 0.9,0.75,0.5: one variant each in <out>/p90 ..., then compared with the input', coerce: sweepList })
+      .option('plot', { type: 'string', describe: 'with --sweep: where to write the comparison SVG (default <out>/comparison.svg)' })
+      .check((args) => {
+        const budgets = ['targetParams', 'targetFlops', 'sweep'].filter((k) => (args as Record<string, unknown>)[k] !== undefined);
+        if (args.sweep !== undefined && budgets.length > 1) throw new UsageError('--sweep sets the parameter budgets itself: drop --target-params / --target-flops');
+        if (budgets.length === 0 && args.maxLatencyMs === undefined) throw new UsageError('give a budget: --target-params, --target-flops, --max-latency-ms or --sweep');
+        if (!args.out && !args.planOnly) throw new UsageError('name the output folder with --out (or ask for --plan-only)');
+        if (args.sweep !== undefined && args.planOnly) throw new UsageError('--sweep writes and compares variants: it cannot be --plan-only');
+        if (args.plot !== undefined && args.sweep === undefined) throw new UsageError('--plot goes with --sweep (use zerolm compare --plot otherwise)');
+        return true;
+      }) as never,
+  handler: async (args) => {
+    const progress = progressBar('pruning');
+    const onProgress = (done: number, total: number, phase: PlanPhase) => progress.update(done, total, phase);
+    const options = {
+      ...(args.targetParams !== undefined ? { targetParams: args.targetParams } : {}),
+      ...(args.targetFlops !== undefined ? { targetFlops: args.targetFlops } : {}),
+      ...(args.maxLatencyMs !== undefined ? { maxLatencyMs: args.maxLatencyMs } : {}),
+      ...(args.importance !== undefined ? { importance: args.importance } : {}),
+      seqLen: args.seqLen,
+      granularity: args.granularity,
+      roundTo: args.roundTo,
+      search: args.search,
+      evals: args.evals,
+      device: args.device,
+      seed: args.seed,
+      measure: args.measure,
+      alpha: args.alpha,
+      variant: args.variant,
+      fillBudget: args.fillBudget,
+      force: args.force,
+      onProgress,
+    };
+    if (args.sweep) {
+      const out = args.out!;
+      const sweep = await pruneSweep(args.model, {
+        ...options,
+        out,
+        fractions: args.sweep,
+        onVariant: (fraction, result) => {
+          progress.done();
+          if (!args.json) process.stdout.write(`${summaryLine(result, sweepFolderName(fraction), path.join(out, sweepFolderName(fraction)))}\n`);
+        },
+        compare: { onProgress: (done, total) => progress.update(done, total, 'compare') },
+      }).finally(() => progress.done());
+      const plot = args.plot ?? path.join(out, 'comparison.svg');
+      writeFileAtomic(plot, comparisonSvg(sweep.comparison, DEFAULT_FIDELITY_METRIC[sweep.comparison.kind]));
+      if (args.json) {
+        process.stdout.write(`${JSON.stringify({ variants: sweep.variants.map((v) => ({ fraction: v.fraction, dir: v.dir, plan: v.result.planFile })), comparison: sweep.comparison, plot })}\n`);
+      } else {
+        process.stdout.write(`\n${renderComparison(sweep.comparison)}\nplot: ${plot}\n`);
+      }
+      return;
+    }
+    const result = await prune(args.model, { ...options, ...(args.out ? { out: args.out } : {}), planOnly: args.planOnly }).finally(() => progress.done());
+    process.stdout.write(args.json ? `${JSON.stringify({ ...result.planFile, out: result.export?.outDir, files: result.export?.files })}\n` : `${renderPrune(result)}\n`);
+  },
+};
+
+function pct(after: number, before: number): string {
+  return `${((100 * after) / before).toFixed(1)}%`;
+}
+
+function summaryLine(result: PruneResult, label: string, dir: string): string {
+  const p = result.planFile;
+  return `${label}: ${formatCount(p.params.after)} of ${formatCount(p.params.before)} Attention+FFN parameters (${pct(p.params.after, p.params.before)}), score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)}, written to ${dir}`;
+}
+
+export function renderPrune(result: PruneResult): string {
+  const p: PlanFile = result.planFile;
+  const arrow = (x: { before: number; after: number }) => (x.before === x.after ? String(x.before) : `${x.before} -> ${x.after}`);
+  const rows = p.layers.map((l) => [
+    l.index,
+    l.dropped ? 'dropped' : '',
+    arrow(l.heads),
+    arrow(l.kvHeads),
+    arrow(l.ffnWidth),
+    `${formatCount(l.params.before)} -> ${formatCount(l.params.after)}`,
+    `${formatNumber(l.score.before)} -> ${formatNumber(l.score.after)}`,
+  ]);
+  const budget = [
+    p.budget.params !== undefined ? `params <= ${formatCount(p.budget.params)}` : undefined,
+    p.budget.flops !== undefined ? `FLOPs/token <= ${formatCount(p.budget.flops)} at ${p.budget.seqLen} tokens` : undefined,
+    p.budget.maxLatencyMs !== undefined ? `latency <= ${p.budget.maxLatencyMs} ms` : undefined,
+  ].filter(Boolean);
+  const provider = `${p.provider === 'typescript' ? 'TypeScript' : `onnxruntime ${p.provider}`}${p.providerReason ? ` (${p.providerReason})` : ''}`;
+  const lines = [
+    `${p.source} (${p.family}): budget ${budget.join(', ')}`,
+    `Attention+FFN parameters ${formatCount(p.params.before)} -> ${formatCount(p.params.after)} (${pct(p.params.after, p.params.before)}), FLOPs/token ${formatCount(p.flops.before)} -> ${formatCount(p.flops.after)}`,
+    `ZeroLM score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)} (measure ${p.measure}, alpha ${p.alpha}${p.variant === 'log' ? ', log' : ''})`,
+    `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${p.search.importance}, scored on ${provider}`,
+    '',
+    formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
+  ];
+  if (p.latency) lines.push('', `latency ${formatNumber(p.latency.ms)} ms (limit ${p.latency.maxMs} ms, ${p.latency.checks.length} candidates timed)`);
+  if (result.export) lines.push('', `wrote ${result.export.outDir}: ${result.export.files.join(', ')}`);
+  else lines.push('', 'plan only: nothing written');
+  return lines.join('\n');
+}

@@ -1,0 +1,93 @@
+import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { expectCleanError, runCli } from './run-cli';
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-prune-cli-'));
+  ensureFixtures(['llama-tiny', 'bert-tiny']);
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('zerolm prune', () => {
+  it('plans, exports and reports; score on the export equals the planned score', () => {
+    const out = path.join(dir, 'llama-50');
+    const result = runCli(['prune', fixturePath('llama-tiny'), '--out', out, '--target-params', '0.5', '--evals', '200']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Attention\+FFN parameters 18\.4K -> 9216 \(50\.0%\)/);
+    expect(result.stdout).toMatch(/scored on (onnxruntime (cpu|cuda)|TypeScript)/);
+    expect(result.stdout).toContain(`wrote ${out}`);
+    for (const file of ['config.json', 'plan.json', 'tokenizer.json', 'tokenizer_config.json', 'onnx/model.onnx', 'onnx/model_quantized.onnx']) {
+      expect(fs.existsSync(path.join(out, file))).toBe(true);
+    }
+    const plan = JSON.parse(fs.readFileSync(path.join(out, 'plan.json'), 'utf8'));
+    const scored = JSON.parse(runCli(['score', out, '--json']).stdout);
+    expect(Math.abs(scored.score / plan.score.after - 1)).toBeLessThan(1e-4);
+    expect(scored.params.modules).toBe(plan.params.after);
+  });
+
+  it('prints the plan as JSON and writes nothing with --plan-only', () => {
+    const out = path.join(dir, 'never-written');
+    const result = runCli(['prune', fixturePath('bert-tiny'), '--out', out, '--target-flops', '0.6', '--plan-only', '--json', '--search', 'greedy']);
+    expect(result.code).toBe(0);
+    const plan = JSON.parse(result.stdout);
+    expect(plan).toMatchObject({ family: 'bert', measure: 'msv', alpha: 0.5, search: { method: 'greedy' } });
+    expect(plan.flops.after).toBeLessThanOrEqual(plan.budget.flops);
+    expect(plan.layers[0]).toEqual(expect.objectContaining({ keptGroups: expect.any(Array), keptNeurons: expect.any(Array) }));
+    expect(plan.out).toBeUndefined();
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('sweeps budgets and ends with the comparison table and plot', () => {
+    const out = path.join(dir, 'sweep');
+    const result = runCli(['prune', fixturePath('llama-tiny'), '--out', out, '--sweep', '0.9,0.5', '--evals', '100']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^p90: /m);
+    expect(result.stdout).toMatch(/^p50: /m);
+    expect(result.stdout).toMatch(/llama-tiny \(ref\)/);
+    expect(result.stdout).toMatch(/top-1 +KL +ppl/);
+    for (const name of ['p90', 'p50']) expect(fs.existsSync(path.join(out, name, 'plan.json'))).toBe(true);
+    expect(fs.readFileSync(path.join(out, 'comparison.svg'), 'utf8')).toMatch(/^<svg/);
+  });
+
+  it.each([
+    [['--target-params', '0.001'], /cannot be met.*add 'layers' to the granularity/],
+    [['--target-params', '1.5'], /--target-params must be a fraction in \(0, 1\] or a whole count above 1/],
+    [['--target-params', '0'], /--target-params must be a fraction/],
+    [[], /give a budget/],
+    [['--target-params', '0.5', '--granularity', 'heads,wings'], /granularity/],
+    [['--target-params', '0.5', '--search', 'annealing'], /--search must be one of evolutionary, greedy/],
+    [['--sweep', '0.9,1.5'], /--sweep takes fractions in \(0, 1\)/],
+  ])('fails cleanly with %j and writes nothing', (extra, pattern) => {
+    const out = path.join(dir, `bad-${Math.random().toString(36).slice(2)}`);
+    expectCleanError(runCli(['prune', fixturePath('llama-tiny'), '--out', out, ...(extra as string[])]), pattern as RegExp);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('refuses an output folder inside the input, and a non-empty one without --force', () => {
+    const model = path.join(dir, 'model-copy');
+    fs.cpSync(fixturePath('llama-tiny'), model, { recursive: true });
+    const before = fs.readFileSync(path.join(model, 'onnx/model.onnx'));
+    expectCleanError(runCli(['prune', model, '--out', path.join(model, 'pruned'), '--target-params', '0.5']), /inside \(or is\) the input model folder/);
+    const busy = path.join(dir, 'busy');
+    fs.mkdirSync(busy);
+    fs.writeFileSync(path.join(busy, 'keep.txt'), 'mine');
+    expectCleanError(runCli(['prune', model, '--out', busy, '--target-params', '0.5']), /not empty \(replace it with --force/);
+    expect(fs.readdirSync(busy)).toEqual(['keep.txt']);
+    expect(runCli(['prune', model, '--out', busy, '--target-params', '0.5', '--force', '--evals', '50']).code).toBe(0);
+    expect(fs.existsSync(path.join(busy, 'keep.txt'))).toBe(false);
+    expect(fs.readFileSync(path.join(model, 'onnx/model.onnx')).equals(before)).toBe(true);
+    expect(fs.existsSync(path.join(model, 'pruned'))).toBe(false);
+  });
+
+  it('fails cleanly on an unsupported family', () => {
+    const model = path.join(dir, 'bloom');
+    fs.cpSync(fixturePath('llama-tiny'), model, { recursive: true });
+    const config = JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(model, 'config.json'), JSON.stringify({ ...config, model_type: 'bloom' }));
+    expectCleanError(runCli(['prune', model, '--out', path.join(dir, 'bloom-out'), '--target-params', '0.5']), /unsupported model family "bloom"/);
+    expect(fs.existsSync(path.join(dir, 'bloom-out'))).toBe(false);
+  });
+});

@@ -1,0 +1,216 @@
+/**
+ * `prune`: the whole product in one call. Reads a Hugging Face model folder, plans the
+ * sub-network to keep under a budget with the ZeroLM proxy (no data), and exports it as a real,
+ * smaller model folder that transformers.js loads unchanged, with `plan.json` beside it.
+ */
+import { loadHfModel, type HfModel } from '@zerolm/adapters';
+import { graphCapacity, moduleParams, prunedGraph, type ModuleGraph, type PrunePlan } from '@zerolm/core';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { compareModels, latencyBatch, positionLimit, type CompareOptions, type ComparisonReport } from './compare/compare';
+import { measureLatencies } from './compare/latency';
+import { ModelRunner } from './compare/runner';
+import { exportPrunedModel, type ExportResult } from './export';
+import type { Device } from './runtime/session';
+import { planPrune, type PlanOptions, type PlanResult } from './search/plan';
+
+export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {
+  /** Output folder (required unless `planOnly`). */
+  out?: string;
+  /** Only plan: write nothing. */
+  planOnly?: boolean;
+  /** Replace a non-empty output folder. */
+  force?: boolean;
+  /** Timed runs per latency measurement (with `maxLatencyMs`), after 2 warm-up runs. Default 10. */
+  latencyRuns?: number;
+}
+
+/** What `plan.json` records: enough to audit and reproduce the pruning. */
+export interface PlanFile {
+  source: string;
+  family: string;
+  measure: string;
+  alpha: number;
+  variant: string;
+  budget: { targetParams?: number; targetFlops?: number; maxLatencyMs?: number; seqLen: number; params?: number; flops?: number };
+  search: PlanResult['search'] & { evaluations: number; scoredRows: number };
+  provider: string;
+  providerReason?: string;
+  params: PlanResult['params'];
+  flops: PlanResult['flops'];
+  score: PlanResult['score'];
+  layers: PlanFileLayer[];
+  latency?: PlanResult['latency'];
+}
+
+export interface PlanFileLayer {
+  index: number;
+  dropped: boolean;
+  keptGroups: number[];
+  keptNeurons: number[];
+  heads: { before: number; after: number };
+  kvHeads: { before: number; after: number };
+  ffnWidth: { before: number; after: number };
+  /** Attention+FFN parameters of the layer. */
+  params: { before: number; after: number };
+  /** The layer's term of the score: alpha * A_l + (1 - alpha) * F_l (log variant: of log(1 + .)). */
+  score: { before: number; after: number };
+}
+
+export interface PruneResult {
+  plan: PlanResult;
+  planFile: PlanFile;
+  /** The written folder; absent with `planOnly`. */
+  export?: ExportResult;
+}
+
+function layerTerms(graph: ModuleGraph, result: PlanResult): number[] {
+  const capacity = graphCapacity(graph, { measure: result.measure });
+  const term = (a: number, f: number) =>
+    result.variant === 'log' ? result.alpha * Math.log1p(a) + (1 - result.alpha) * Math.log1p(f) : result.alpha * a + (1 - result.alpha) * f;
+  return capacity.layers.map((l) => term(l.attention.capacity, l.ffn.capacity));
+}
+
+/** plan.json: the plan per layer with parameters and score before and after, and how it was found. */
+export function planFile(model: HfModel, result: PlanResult, options: PruneOptions): PlanFile {
+  // Dropped layers are kept in this graph (with their kept units) so its layers line up with the source's.
+  const aligned = prunedGraph(model.graph, { layers: result.plan.layers.map((l) => ({ ...l, dropped: false, keptGroups: l.keptGroups.length ? l.keptGroups : [0], keptNeurons: l.keptNeurons.length ? l.keptNeurons : [0] })) });
+  const before = layerTerms(model.graph, result);
+  const after = layerTerms(aligned, result);
+  const layers = result.plan.layers.map((lp, i): PlanFileLayer => {
+    const source = model.graph.layers[i]!;
+    const kept = aligned.layers[i]!;
+    const paramsOf = (l: typeof source) => moduleParams(l.attention) + moduleParams(l.ffn);
+    return {
+      index: i,
+      dropped: lp.dropped,
+      keptGroups: lp.keptGroups,
+      keptNeurons: lp.keptNeurons,
+      heads: { before: source.attention.heads, after: lp.dropped ? 0 : kept.attention.heads },
+      kvHeads: { before: source.attention.kvHeads, after: lp.dropped ? 0 : kept.attention.kvHeads },
+      ffnWidth: { before: source.ffn.width, after: lp.dropped ? 0 : kept.ffn.width },
+      params: { before: paramsOf(source), after: lp.dropped ? 0 : paramsOf(kept) },
+      score: { before: before[i]!, after: lp.dropped ? 0 : after[i]! },
+    };
+  });
+  return {
+    source: path.resolve(model.dir),
+    family: model.config.modelType,
+    measure: result.measure,
+    alpha: result.alpha,
+    variant: result.variant,
+    budget: {
+      ...(options.targetParams !== undefined ? { targetParams: options.targetParams } : {}),
+      ...(options.targetFlops !== undefined ? { targetFlops: options.targetFlops } : {}),
+      ...(options.maxLatencyMs !== undefined ? { maxLatencyMs: options.maxLatencyMs } : {}),
+      seqLen: result.flops.seqLen,
+      ...(result.params.budget !== undefined ? { params: result.params.budget } : {}),
+      ...(result.flops.budget !== undefined ? { flops: result.flops.budget } : {}),
+    },
+    search: { ...result.search, evaluations: result.evaluations, scoredRows: result.scoredRows },
+    provider: result.provider,
+    ...(result.providerReason ? { providerReason: result.providerReason } : {}),
+    params: result.params,
+    flops: result.flops,
+    score: result.score,
+    layers,
+    ...(result.latency ? { latency: result.latency } : {}),
+  };
+}
+
+/**
+ * Latency of a plan, measured the way it will run: the candidate is exported to a temporary
+ * folder and timed with onnxruntime (batch 1, `seqLen` tokens, median of `runs`).
+ */
+function latencyProbe(model: HfModel, seqLen: number, runs: number, device: Device | undefined): (plan: PrunePlan) => Promise<number> {
+  return async (plan) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-latency-'));
+    const out = path.join(dir, 'candidate');
+    try {
+      await exportPrunedModel(model.dir, plan, out, { verify: false });
+      const runner = await ModelRunner.open(loadHfModel(out), device ?? 'auto');
+      try {
+        const batch = latencyBatch(Int32Array.from({ length: seqLen }, (_, i) => 5 + (i % 50)), 1, seqLen);
+        const [stats] = await measureLatencies([() => runner.run(batch)], runs, 2);
+        return stats!.medianMs;
+      } finally {
+        await runner.release();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+/** Plans and exports a pruned model; see the package README ("Prune"). */
+export async function prune(modelDir: string, options: PruneOptions): Promise<PruneResult> {
+  if (!options.planOnly && !options.out) throw new Error('name the output folder (out), or ask for the plan only (planOnly)');
+  const model = loadHfModel(modelDir);
+  const seqLen = options.seqLen ?? 128;
+  const limit = positionLimit(model.config);
+  if (options.maxLatencyMs !== undefined && limit !== undefined && seqLen > limit) {
+    throw new Error(`the latency is measured at ${seqLen} tokens (seqLen) but ${modelDir} reads at most ${limit} positions`);
+  }
+  const latencyOf = options.maxLatencyMs !== undefined ? latencyProbe(model, seqLen, options.latencyRuns ?? 10, options.device) : undefined;
+  const result = await planPrune(model.graph, { ...options, ...(latencyOf ? { latencyOf } : {}) });
+  const file = planFile(model, result, options);
+  if (options.planOnly) return { plan: result, planFile: file };
+  const exported = await exportPrunedModel(modelDir, result.plan, options.out!, {
+    force: options.force ?? false,
+    zerolm: {
+      budget: file.budget,
+      measure: result.measure,
+      alpha: result.alpha,
+      params: result.params,
+      score: result.score,
+    },
+    files: { 'plan.json': `${JSON.stringify(file, null, 2)}\n` },
+  });
+  return { plan: result, planFile: file, export: exported };
+}
+
+export interface SweepOptions extends Omit<PruneOptions, 'targetParams' | 'out' | 'planOnly'> {
+  /** The output folder; each budget goes to `<out>/p<percent>`. */
+  out: string;
+  /** Fractions of the Attention+FFN parameters, each in (0, 1). */
+  fractions: readonly number[];
+  /** Options of the comparison that ends the sweep. */
+  compare?: CompareOptions;
+  onVariant?: (fraction: number, result: PruneResult) => void;
+}
+
+export interface SweepResult {
+  variants: { fraction: number; dir: string; result: PruneResult }[];
+  comparison: ComparisonReport;
+}
+
+/** `p90` for 0.9, `p75` for 0.75, `p12.5` for 0.125. */
+export function sweepFolderName(fraction: number): string {
+  return `p${Number((fraction * 100).toFixed(4))}`;
+}
+
+/** One pruned variant per budget, then all of them compared with the source model. */
+export async function pruneSweep(modelDir: string, options: SweepOptions): Promise<SweepResult> {
+  const fractions = [...options.fractions];
+  if (fractions.length === 0) throw new Error('the sweep needs at least one budget');
+  for (const f of fractions) if (!(f > 0 && f < 1)) throw new Error(`sweep budgets are fractions in (0, 1) (got ${f})`);
+  const names = fractions.map(sweepFolderName);
+  if (new Set(names).size !== names.length) throw new Error(`the sweep lists a budget twice (${fractions.join(', ')})`);
+  const { compare, onVariant, fractions: _omitted, ...pruneOptions } = options;
+  void _omitted;
+  const variants: SweepResult['variants'] = [];
+  for (const [i, fraction] of fractions.entries()) {
+    const dir = path.join(options.out, names[i]!);
+    const result = await prune(modelDir, { ...pruneOptions, targetParams: fraction, out: dir });
+    variants.push({ fraction, dir, result });
+    onVariant?.(fraction, result);
+  }
+  const comparison = await compareModels(modelDir, variants.map((v) => v.dir), {
+    device: options.device,
+    measure: typeof options.measure === 'string' ? options.measure : options.measure?.name,
+    alpha: options.alpha,
+    ...compare,
+  });
+  return { variants, comparison };
+}
