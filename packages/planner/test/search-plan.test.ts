@@ -255,3 +255,14 @@ describe('token mixers without prunable heads', () => {
     });
   });
 });
+
+describe('uniform widths', () => {
+  it('keeps the same fraction of every layer, the largest that fits', async () => {
+    const graph = fixtureGraph('bert-tiny');
+    const result = await planPrune(graph, { targetParams: 0.5, search: 'uniform', backend: 'typescript' });
+    const kept = result.plan.layers.map((l) => [l.keptGroups.length, l.keptNeurons.length]);
+    expect(new Set(kept.map((k) => k.join('/'))).size).toBe(1);
+    expect(result.params.after).toBeLessThanOrEqual(result.params.budget!);
+    expect(result.search.method).toBe('uniform');
+  });
+});

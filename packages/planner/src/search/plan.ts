@@ -27,9 +27,9 @@ import { greedySearch, type SearchPoint } from './greedy';
 import { paretoFront } from './pareto';
 import { DEFAULT_ROUND_TO, parseGranularity, SearchSpace, type Budget, type Granularity } from './space';
 
-export type SearchMethod = 'evolutionary' | 'greedy';
+export type SearchMethod = 'evolutionary' | 'greedy' | 'uniform';
 
-export const SEARCH_METHODS: readonly SearchMethod[] = ['evolutionary', 'greedy'];
+export const SEARCH_METHODS: readonly SearchMethod[] = ['evolutionary', 'greedy', 'uniform'];
 
 export type PlanPhase = 'scoring' | 'greedy' | 'evolution' | 'latency';
 
@@ -66,7 +66,10 @@ export interface PlanOptions {
   /** Attention/FFN balance in [0, 1] (default 0.5). */
   alpha?: number;
   variant?: ScoreVariant;
-  /** `evolutionary` (default) or `greedy` alone. */
+  /**
+   * `evolutionary` (default), `greedy` alone, or `uniform`: no search, every layer keeps the same
+   * fraction of its groups and neurons (the largest that fits), the baseline widths.
+   */
   search?: SearchMethod;
   /** Candidate evaluations of the evolutionary search (default 2000). */
   evals?: number;
@@ -263,7 +266,13 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
   let generations = 0;
   let evolutionMs = 0;
   let uniform: SearchPoint | undefined;
-  if (method === 'evolutionary') {
+  if (method === 'uniform') {
+    uniform = uniformSolution(space, budget);
+    if (!uniform) throw new Error('no uniform-width sub-network meets the budget (try another search, or the layers granularity)');
+    best = uniform;
+    seen = [...greedy.points, uniform];
+    evaluations = 1;
+  } else if (method === 'evolutionary') {
     uniform = uniformSolution(space, budget);
     const evolution = evolutionarySearch(space, budget, uniform ? [greedy.best, uniform] : [greedy.best], {
       evals,
