@@ -25,6 +25,9 @@ export interface UnitImportance {
   importance(layer: Layer, kind: UnitKind, options: ImportanceOptions): Float64Array;
 }
 
+/** The rule used when none is named. */
+export const DEFAULT_IMPORTANCE = 'magnitude';
+
 const registry = new Map<string, UnitImportance>();
 
 export function registerImportance(rule: UnitImportance): void {

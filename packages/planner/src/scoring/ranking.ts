@@ -3,7 +3,7 @@
  * a layer keeping k units keeps the k most important ones.
  */
 import { hasPrunableHeads, type LayerPlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
-import { getImportance, type UnitImportance } from './importance';
+import { DEFAULT_IMPORTANCE, getImportance, type UnitImportance } from './importance';
 import type { UnitKind } from './unit-norms';
 
 /** Per-layer unit orders, most important first (JSON-friendly, part of a plan result). */
@@ -43,7 +43,7 @@ function orderOf(scores: Float64Array, units: number, what: string): number[] {
 
 /** Ranks every layer's kv groups and FFN neurons by an importance rule. */
 export function rankUnits(graph: ModuleGraph, options: RankOptions = {}): UnitRanking {
-  const rule = typeof options.importance === 'object' ? options.importance : getImportance(options.importance ?? 'magnitude');
+  const rule = typeof options.importance === 'object' ? options.importance : getImportance(options.importance ?? DEFAULT_IMPORTANCE);
   const seed = options.seed ?? 0;
   const rank = (kind: UnitKind) =>
     graph.layers.map((layer) => {

@@ -40,8 +40,8 @@ export interface EvolutionOutcome {
 
 const { ceil } = Math;
 
-/** Group and neuron levels for keeping fraction `f` of every layer (nearest allowed counts). */
-function uniformGenomeAt(space: SearchSpace, f: number): Int32Array {
+/** Levels for keeping fraction `fg` of every layer's groups and `fn` of its neurons (nearest allowed counts). */
+function uniformGenomeAt(space: SearchSpace, fg: number, fn: number): Int32Array {
   const g = space.minimumGenome();
   const nearest = (counts: readonly number[], target: number) => {
     let best = 0;
@@ -49,29 +49,38 @@ function uniformGenomeAt(space: SearchSpace, f: number): Int32Array {
     return best;
   };
   space.allowed.forEach((a, l) => {
-    g[l] = nearest(a.groups, f * a.groups[a.groups.length - 1]!);
-    g[space.layers + l] = nearest(a.neurons, f * a.neurons[a.neurons.length - 1]!);
+    g[l] = nearest(a.groups, fg * a.groups[a.groups.length - 1]!);
+    g[space.layers + l] = nearest(a.neurons, fn * a.neurons[a.neurons.length - 1]!);
   });
   return g;
 }
 
+/** Every fraction some layer can keep exactly (count / full), ascending. */
+function keptFractions(space: SearchSpace, of: 'groups' | 'neurons'): number[] {
+  const fractions = new Set<number>();
+  for (const a of space.allowed) for (const c of a[of]) fractions.add(c / a[of][a[of].length - 1]!);
+  return [...fractions].sort((x, y) => x - y);
+}
+
 /**
- * The uniform-width solution: the largest common fraction whose rounded counts fit. When even
- * the smallest counts do not fit (possible only with `layers`), layers are dropped greedily.
+ * The uniform-width solution: every layer keeps the same fraction of its key-value groups and
+ * the same fraction of its FFN neurons (identical layers keep identical counts), the pair of
+ * fractions that uses the most of the budget (ties: the higher score). When even the smallest
+ * counts do not fit (possible only with `layers`), layers are dropped greedily.
  */
 export function uniformSolution(space: SearchSpace, budget: Budget): SearchPoint | undefined {
-  let lo = 0;
-  let hi = 1;
-  if (fits(space.state(uniformGenomeAt(space, 1)), budget)) lo = 1;
-  else {
-    for (let i = 0; i < 50; i++) {
-      const mid = (lo + hi) / 2;
-      if (fits(space.state(uniformGenomeAt(space, mid)), budget)) lo = mid;
-      else hi = mid;
+  let best: SearchPoint | undefined;
+  for (const fg of keptFractions(space, 'groups')) {
+    for (const fn of keptFractions(space, 'neurons')) {
+      const state = space.state(uniformGenomeAt(space, fg, fn));
+      if (!fits(state, budget)) continue;
+      const point = pointOf(space, state, 'uniform');
+      if (!best || point.params > best.params || (point.params === best.params && point.score > best.score)) best = point;
     }
   }
-  const state = space.state(uniformGenomeAt(space, lo));
-  if (!fits(state, budget) && !repair(space, state, budget)) return undefined;
+  if (best) return best;
+  const state = space.state(uniformGenomeAt(space, 0, 0));
+  if (!repair(space, state, budget)) return undefined;
   return pointOf(space, state, 'uniform');
 }
 
