@@ -7,25 +7,46 @@ import { Rng } from './random';
  */
 export function drawMatrix(init: WeightInit, rows: number, cols: number, seed: number | string): Float64Array {
   const out = new Float64Array(rows * cols);
-  if (init.kind === 'zeros') return out;
+  drawEach(init, out.length, seed, (i, value) => {
+    out[i] = value;
+  });
+  return out;
+}
+
+/**
+ * ||W||_F^2 of the matrix `drawMatrix` would draw with the same arguments, without allocating
+ * it: the same stream, summed as it is drawn (scoring a benchmark draws billions of weights).
+ */
+export function drawnSumOfSquares(init: WeightInit, rows: number, cols: number, seed: number | string): number {
+  let sum = 0;
+  drawEach(init, rows * cols, seed, (_, value) => {
+    sum += value * value;
+  });
+  return sum;
+}
+
+function drawEach(init: WeightInit, count: number, seed: number | string, visit: (i: number, value: number) => void): void {
+  if (init.kind === 'zeros') {
+    for (let i = 0; i < count; i++) visit(i, 0);
+    return;
+  }
   const rng = new Rng(seed);
   switch (init.kind) {
     case 'normal':
-      for (let i = 0; i < out.length; i++) out[i] = init.std * rng.normal();
+      for (let i = 0; i < count; i++) visit(i, init.std * rng.normal());
       break;
     case 'truncated-normal':
       // Rejection: redraw until inside [-bound, bound] (bound is in units of std).
-      for (let i = 0; i < out.length; i++) {
+      for (let i = 0; i < count; i++) {
         let z = rng.normal();
         while (Math.abs(z) > init.bound) z = rng.normal();
-        out[i] = init.std * z;
+        visit(i, init.std * z);
       }
       break;
     case 'uniform':
-      for (let i = 0; i < out.length; i++) out[i] = init.bound * (2 * rng.uniform() - 1);
+      for (let i = 0; i < count; i++) visit(i, init.bound * (2 * rng.uniform() - 1));
       break;
   }
-  return out;
 }
 
 /** The variance of one entry drawn from `init`. */

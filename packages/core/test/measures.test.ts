@@ -2,6 +2,7 @@ import {
   BUILT_IN_MEASURES,
   Rng,
   drawMatrix,
+  drawnSumOfSquares,
   getMeasure,
   initVariance,
   listMeasures,
@@ -156,5 +157,19 @@ describe('expected values for i.i.d. initializations', () => {
       });
     }
     expect(initVariance(drawInit)).toBeGreaterThan(0);
+  });
+});
+
+describe('drawnSumOfSquares', () => {
+  it.each([
+    { kind: 'normal', std: 0.02 },
+    { kind: 'truncated-normal', std: 1, bound: 2 },
+    { kind: 'uniform', bound: 0.5 },
+  ] as const)('equals the sum of squares of the matrix drawMatrix draws (%j)', (init) => {
+    const values = drawMatrix(init, 37, 11, 'same-seed');
+    let expected = 0;
+    for (const v of values) expected += v * v;
+    expect(drawnSumOfSquares(init, 37, 11, 'same-seed')).toBeCloseTo(expected, 12);
+    expect(drawnSumOfSquares(init, 37, 11, 'other-seed')).not.toBeCloseTo(expected, 6);
   });
 });

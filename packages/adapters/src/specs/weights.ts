@@ -1,4 +1,4 @@
-import { drawMatrix, type BiasVector, type MatrixRole, type WeightInit, type WeightMatrix } from '@zerolm/core';
+import { drawMatrix, drawnSumOfSquares, type BiasVector, type MatrixRole, type WeightInit, type WeightMatrix } from '@zerolm/core';
 import { describeValue, expectObject, expectPositiveNumber } from './validate';
 
 /** Where a spec matrix comes from; kept on `WeightMatrix.source` for reports and debugging. */
@@ -39,6 +39,7 @@ export function drawnMatrix(
     init,
     source: { ...source, seed } satisfies SpecMatrixSource,
     values: () => drawMatrix(init, rows, cols, seed),
+    sumOfSquares: () => drawnSumOfSquares(init, rows, cols, seed),
   };
 }
 

@@ -1,0 +1,65 @@
+/**
+ * Times commands as whole processes, the way a user meets them: start-up, module loading and exit
+ * included. Wall-clock only (Node gives no child CPU accounting), so quote the median and read
+ * min..max as the noise of the machine.
+ */
+import { spawnSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+
+export interface ProcessTiming {
+  /** Wall seconds of each counted run, in run order. */
+  readonly seconds: number[];
+  readonly min: number;
+  readonly median: number;
+  readonly max: number;
+  readonly warmups: number;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('median of no values');
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Runs `command args` `warmups + runs` times in sequence, output discarded, and summarises the
+ * wall time of the counted runs. Throws with the command's first stderr line when a run fails or
+ * outlasts `timeoutMs`.
+ */
+export function timeProcess(
+  command: string,
+  args: readonly string[],
+  options: { runs: number; warmups?: number; cwd?: string; timeoutMs?: number },
+): ProcessTiming {
+  const warmups = options.warmups ?? 0;
+  if (!Number.isInteger(options.runs) || options.runs < 1) throw new Error(`runs must be a positive integer (got ${options.runs})`);
+  const seconds: number[] = [];
+  for (let run = 0; run < warmups + options.runs; run++) {
+    const start = performance.now();
+    const result = spawnSync(command, args, {
+      cwd: options.cwd,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      encoding: 'utf8',
+      timeout: options.timeoutMs ?? 600_000,
+      maxBuffer: 1 << 24,
+    });
+    const elapsed = (performance.now() - start) / 1000;
+    if (result.error) throw new Error(`${command} ${args.join(' ')}: ${result.error.message}`);
+    if (result.status !== 0) {
+      const why = (result.stderr ?? '').trim().split('\n')[0] || `signal ${result.signal}`;
+      throw new Error(`${command} ${args.join(' ')} exited ${result.status}: ${why}`);
+    }
+    if (run >= warmups) seconds.push(elapsed);
+  }
+  return { seconds, min: Math.min(...seconds), median: median(seconds), max: Math.max(...seconds), warmups };
+}
+
+/** "median 0.81 s (min 0.78, max 0.90; 5 runs after 1 warm-up)". */
+export function formatTiming(timing: ProcessTiming): string {
+  const digits = timing.median < 10 ? 2 : 1;
+  const s = (x: number): string => x.toFixed(digits);
+  const runs = `${timing.seconds.length} run${timing.seconds.length === 1 ? '' : 's'}`;
+  const warm = timing.warmups > 0 ? ` after ${timing.warmups} warm-up${timing.warmups === 1 ? '' : 's'}` : '';
+  return `median ${s(timing.median)} s (min ${s(timing.min)}, max ${s(timing.max)}; ${runs}${warm})`;
+}
