@@ -10,6 +10,7 @@
  */
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
+import { formatExportBench, runExportBench } from './export';
 import { normalsSection } from './normals';
 import { formatPlanningBench, runPlanningBench } from './planning';
 import { rankSection } from './rank';
@@ -47,11 +48,19 @@ const planningSection: BenchSection = {
   },
 };
 
+const exportSection: BenchSection = {
+  name: 'export',
+  title: 'prune generated BERT-base- and LLaMA-shaped models to 50%: plan and export time, latency ratio vs parameter ratio',
+  async run(context) {
+    context.print(formatExportBench(await runExportBench({ runs: context.quick ? 5 : 20, log: context.print })));
+  },
+};
+
 /**
  * Every section, in the order they run. Add new benchmarks here. (`npm run bench:quality`, which
  * needs trained models, stays a script of its own.)
  */
-export const BENCH_SECTIONS: readonly BenchSection[] = [rankSection, normalsSection, svdSection, scoringSection, planningSection];
+export const BENCH_SECTIONS: readonly BenchSection[] = [rankSection, normalsSection, svdSection, scoringSection, planningSection, exportSection];
 
 export interface BenchOptions {
   only?: string[];
