@@ -1,5 +1,6 @@
 export * from './module-graph';
 export * from './random';
+export * from './registry';
 export * from './init';
 export * from './measures/measure';
 export * from './stats/rank';

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { keptIndices, type LayerPlan, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
 import { loadHfModel, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
 import { decodeTensorAsFloat32, makeTensor, saveModel, type TensorProto } from '@zerolm/onnx';
-import { fullContextGreedy, int64Tensor } from '@zerolm/tools';
+import { DEFAULT_FIXTURES, fixturePath, fullContextGreedy, int64Tensor, type PlantedUnit } from '@zerolm/tools';
 
 // transformers.js ships a CommonJS build for Node.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -235,3 +235,20 @@ export function writeMaskedReference(sourceDir: string, plan: PrunePlan, outDir:
 }
 
 export { loadHfModel };
+
+/** The plan removing every planted unit that is a whole unit (a key-value group, or a head without GQA, or a neuron). */
+export function plantedPlan(name: 'bert-planted' | 'gpt2-planted' | 'llama-planted') {
+  const source = loadHfModel(fixturePath(name));
+  const choices: Record<number, LayerChoice> = {};
+  const gqa = source.graph.layers.some((l) => l.attention.kvHeads !== l.attention.heads);
+  source.graph.layers.forEach((layer, i) => {
+    const units = DEFAULT_FIXTURES[name].planted.filter((u) => u.layer === i) as PlantedUnit[];
+    const groups = new Set(units.flatMap((u) => ('kvGroup' in u ? [u.kvGroup] : 'head' in u && !gqa ? [u.head] : [])));
+    const neurons = new Set(units.flatMap((u) => ('neuron' in u ? [u.neuron] : [])));
+    choices[i] = {
+      groups: Array.from({ length: layer.attention.kvHeads }, (_, g) => g).filter((g) => !groups.has(g)),
+      neurons: Array.from({ length: layer.ffn.width }, (_, j) => j).filter((j) => !neurons.has(j)),
+    };
+  });
+  return { source, plan: planFor(source.graph, choices) };
+}

@@ -7,9 +7,9 @@
  */
 import { join } from 'path';
 import type { ModelSpec } from '@zerolm/tools';
-import { DEFAULT_FIXTURES, ensureFixtures, ensureModel, fixturePath, GENERATED_FIXTURES_DIR, type PlantedUnit } from '@zerolm/tools';
+import { ensureFixtures, ensureModel, fixturePath, GENERATED_FIXTURES_DIR, type PlantedUnit } from '@zerolm/tools';
 import { exportPrunedModel } from '../src/export';
-import { allFinite, generateBothWays, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, runDirect, tempRoot, TEXT, type LayerChoice } from './export-helpers';
+import { allFinite, generateBothWays, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, plantedPlan, runDirect, tempRoot, TEXT } from './export-helpers';
 
 const PLANTED = ['bert-planted', 'gpt2-planted', 'llama-planted'] as const;
 const IDS = [2, 17, 40, 9, 33, 5, 61, 12, 3];
@@ -31,23 +31,6 @@ beforeAll(() => {
   ensureModel(ZERO_LAYER_SPEC, ZERO_LAYER_DIR);
 });
 afterAll(() => root.remove());
-
-/** The plan removing every planted unit that is a whole unit (a key-value group, or a head without GQA, or a neuron). */
-function plantedPlan(name: (typeof PLANTED)[number]) {
-  const source = loadHfModel(fixturePath(name));
-  const choices: Record<number, LayerChoice> = {};
-  const gqa = source.graph.layers.some((l) => l.attention.kvHeads !== l.attention.heads);
-  source.graph.layers.forEach((layer, i) => {
-    const units = DEFAULT_FIXTURES[name].planted.filter((u) => u.layer === i) as PlantedUnit[];
-    const groups = new Set(units.flatMap((u) => ('kvGroup' in u ? [u.kvGroup] : 'head' in u && !gqa ? [u.head] : [])));
-    const neurons = new Set(units.flatMap((u) => ('neuron' in u ? [u.neuron] : [])));
-    choices[i] = {
-      groups: Array.from({ length: layer.attention.kvHeads }, (_, g) => g).filter((g) => !groups.has(g)),
-      neurons: Array.from({ length: layer.ffn.width }, (_, j) => j).filter((j) => !neurons.has(j)),
-    };
-  });
-  return { source, plan: planFor(source.graph, choices) };
-}
 
 test.each(PLANTED)('%s: removing exactly the planted units changes the outputs by at most 1e-5', async (name) => {
   const { source, plan } = plantedPlan(name);

@@ -6,11 +6,11 @@
  */
 import { countParams, scoreReport } from '@zerolm/core';
 import { loadHfModel } from '@zerolm/adapters';
-import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, type PlantedUnit } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/tools';
 import * as fs from 'fs';
 import { join } from 'path';
 import { compareModels, exportPrunedModel, prune, pruneSweep, sweepFolderName } from '../src';
-import { planFor, tempRoot, type LayerChoice } from './export-helpers';
+import { plantedPlan, tempRoot } from './export-helpers';
 
 const root = tempRoot('prune');
 beforeAll(() => ensureFixtures(['llama-tiny', 'gpt2-tiny', 'bert-tiny', 'llama-planted', 'bert-planted']));
@@ -71,27 +71,10 @@ describe('prune', () => {
 });
 
 describe('compare with pruned variants', () => {
-  /** Removes exactly the planted whole units (key-value groups or heads, and neurons). */
-  function plantedChoices(name: 'llama-planted' | 'bert-planted'): Record<number, LayerChoice> {
-    const graph = loadHfModel(fixturePath(name)).graph;
-    const gqa = graph.layers.some((l) => l.attention.kvHeads !== l.attention.heads);
-    const choices: Record<number, LayerChoice> = {};
-    graph.layers.forEach((layer, i) => {
-      const units = DEFAULT_FIXTURES[name].planted.filter((u) => u.layer === i) as PlantedUnit[];
-      const groups = new Set(units.flatMap((u) => ('kvGroup' in u ? [u.kvGroup] : 'head' in u && !gqa ? [u.head] : [])));
-      const neurons = new Set(units.flatMap((u) => ('neuron' in u ? [u.neuron] : [])));
-      choices[i] = {
-        groups: Array.from({ length: layer.attention.kvHeads }, (_, g) => g).filter((g) => !groups.has(g)),
-        neurons: Array.from({ length: layer.ffn.width }, (_, j) => j).filter((j) => !neurons.has(j)),
-      };
-    });
-    return choices;
-  }
-
   it('a decoder variant without its planted all-zero units: top-1 1, KL 0, the same perplexity', async () => {
     const source = fixturePath('llama-planted');
     const out = join(root.dir, 'llama-planted-pruned');
-    await exportPrunedModel(source, planFor(loadHfModel(source).graph, plantedChoices('llama-planted')), out);
+    await exportPrunedModel(source, plantedPlan('llama-planted').plan, out);
     const report = await compareModels(source, [out], { runs: 2, warmup: 1, maxSamples: 12 });
     const variant = report.models[1]!;
     expect(variant.params.modules).toBeLessThan(report.models[0]!.params.modules);
@@ -104,7 +87,7 @@ describe('compare with pruned variants', () => {
   it('an encoder variant without its planted all-zero units: cosines 1', async () => {
     const source = fixturePath('bert-planted');
     const out = join(root.dir, 'bert-planted-pruned');
-    await exportPrunedModel(source, planFor(loadHfModel(source).graph, plantedChoices('bert-planted')), out);
+    await exportPrunedModel(source, plantedPlan('bert-planted').plan, out);
     const report = await compareModels(source, [out], { runs: 2, warmup: 1, maxSamples: 12 });
     const fidelity = report.models[1]!.fidelity;
     if (fidelity.kind !== 'encoder') throw new Error('expected an encoder');

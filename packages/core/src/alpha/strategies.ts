@@ -1,4 +1,5 @@
 import { Rng } from '../random';
+import { createRegistry } from '../registry';
 import { kendallTauB } from '../stats/rank';
 
 /**
@@ -137,24 +138,11 @@ const fixedStrategy: AlphaStrategy = {
   },
 };
 
-const strategies = new Map<string, AlphaStrategy>();
+const strategies = createRegistry<AlphaStrategy>('alpha strategy');
 
-export function registerAlphaStrategy(strategy: AlphaStrategy): void {
-  if (strategies.has(strategy.name)) throw new Error(`alpha strategy "${strategy.name}" is already registered`);
-  strategies.set(strategy.name, strategy);
-}
-
-export function getAlphaStrategy(name: string): AlphaStrategy {
-  const strategy = strategies.get(name);
-  if (!strategy) {
-    throw new Error(`unknown alpha strategy "${name}" (known: ${listAlphaStrategies().map((s) => s.name).join(', ')})`);
-  }
-  return strategy;
-}
-
-export function listAlphaStrategies(): AlphaStrategy[] {
-  return [...strategies.values()];
-}
+export const registerAlphaStrategy = strategies.register;
+export const getAlphaStrategy = strategies.get;
+export const listAlphaStrategies = strategies.list;
 
 for (const s of [sampleStrategy, heuristicStrategy, balanceStrategy, fixedStrategy]) registerAlphaStrategy(s);
 

@@ -1,4 +1,5 @@
 import type { Matrix, WeightInit } from '../module-graph';
+import { createRegistry } from '../registry';
 
 /**
  * A capacity measure maps one weight matrix to a number: how much the matrix can express.
@@ -24,21 +25,8 @@ export interface CapacityMeasure {
   expected?(rows: number, cols: number, init: WeightInit): number;
 }
 
-const registry = new Map<string, CapacityMeasure>();
+const measures = createRegistry<CapacityMeasure>('capacity measure');
 
-export function registerMeasure(measure: CapacityMeasure): void {
-  if (registry.has(measure.name)) throw new Error(`capacity measure "${measure.name}" is already registered`);
-  registry.set(measure.name, measure);
-}
-
-export function getMeasure(name: string): CapacityMeasure {
-  const measure = registry.get(name);
-  if (!measure) {
-    throw new Error(`unknown capacity measure "${name}" (known: ${listMeasures().map((m) => m.name).join(', ')})`);
-  }
-  return measure;
-}
-
-export function listMeasures(): CapacityMeasure[] {
-  return [...registry.values()];
-}
+export const registerMeasure = measures.register;
+export const getMeasure = measures.get;
+export const listMeasures = measures.list;

@@ -1,5 +1,6 @@
 import type { ModuleGraph } from '../module-graph';
 import { countParams } from '../module-graph';
+import { createRegistry } from '../registry';
 import type { CapacityMeasure } from '../measures/measure';
 import { graphCapacity, type InitMode } from './capacity';
 import { combine, scoreComponents, type ScoreComponents, type ScoreVariant } from './score';
@@ -26,22 +27,11 @@ export interface ZeroCostProxy {
   components(graph: ModuleGraph, options?: ProxyOptions): ScoreComponents;
 }
 
-const registry = new Map<string, ZeroCostProxy>();
+const proxies = createRegistry<ZeroCostProxy>('proxy');
 
-export function registerProxy(proxy: ZeroCostProxy): void {
-  if (registry.has(proxy.name)) throw new Error(`proxy "${proxy.name}" is already registered`);
-  registry.set(proxy.name, proxy);
-}
-
-export function getProxy(name: string): ZeroCostProxy {
-  const proxy = registry.get(name);
-  if (!proxy) throw new Error(`unknown proxy "${name}" (known: ${listProxies().map((p) => p.name).join(', ')})`);
-  return proxy;
-}
-
-export function listProxies(): ZeroCostProxy[] {
-  return [...registry.values()];
-}
+export const registerProxy = proxies.register;
+export const getProxy = proxies.get;
+export const listProxies = proxies.list;
 
 export function proxyScore(proxy: ZeroCostProxy | string, graph: ModuleGraph, options: ProxyOptions = {}): number {
   const p = typeof proxy === 'string' ? getProxy(proxy) : proxy;

@@ -6,7 +6,7 @@
  *
  * A new rule is one `registerImportance` call; `rankUnits` (ranking.ts) is the only consumer.
  */
-import { Rng, type Layer } from '@zerolm/core';
+import { createRegistry, Rng, type Layer } from '@zerolm/core';
 import { unitSliceNorms, type UnitKind } from './unit-norms';
 
 export interface ImportanceOptions {
@@ -28,22 +28,11 @@ export interface UnitImportance {
 /** The rule used when none is named. */
 export const DEFAULT_IMPORTANCE = 'magnitude';
 
-const registry = new Map<string, UnitImportance>();
+const rules = createRegistry<UnitImportance>('importance');
 
-export function registerImportance(rule: UnitImportance): void {
-  if (registry.has(rule.name)) throw new Error(`importance "${rule.name}" is already registered`);
-  registry.set(rule.name, rule);
-}
-
-export function getImportance(name: string): UnitImportance {
-  const rule = registry.get(name);
-  if (!rule) throw new Error(`unknown importance "${name}" (known: ${listImportances().map((r) => r.name).join(', ')})`);
-  return rule;
-}
-
-export function listImportances(): UnitImportance[] {
-  return [...registry.values()];
-}
+export const registerImportance = rules.register;
+export const getImportance = rules.get;
+export const listImportances = rules.list;
 
 /**
  * `magnitude`: for unit u, sum over the matrices m it cuts of ||slice_m(u)||^2 / mean_u' ||slice_m(u')||^2.
