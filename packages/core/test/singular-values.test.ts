@@ -18,8 +18,7 @@ function randomSpectrum(rng: Rng, count: number): number[] {
   return Array.from({ length: count }, () => 0.1 + 3 * rng.uniform());
 }
 
-describe('singularValues on U diag(s) V^T with random orthogonal U, V', () => {
-  const cases: Array<[string, number, number, (rng: Rng, count: number) => number[]]> = [
+const cases: Array<[string, number, number, (rng: Rng, count: number) => number[]]> = [
     ['1 x n', 1, 7, randomSpectrum],
     ['m x 1', 9, 1, randomSpectrum],
     ['1 x 1', 1, 1, () => [2.5]],
@@ -48,13 +47,15 @@ describe('singularValues on U diag(s) V^T with random orthogonal U, V', () => {
       40,
       (_, count) => Array.from({ length: count }, (_, j) => (j < 20 ? 1 : 1 + 1e-9 * j)),
     ],
-  ];
+];
 
+// Both kinds of product kernels: WebAssembly SIMD (the default) and the TypeScript fallback.
+describe.each(['wasm-simd', 'typescript'] as const)('singularValues (%s kernels) on U diag(s) V^T with random orthogonal U, V', (kernels) => {
   it.each(cases)('%s: every value within 1e-10 * s_max', (_name, rows, cols, spectrum) => {
     const rng = new Rng(`svd ${rows}x${cols}`);
     const s = spectrum(rng, Math.min(rows, cols));
     const matrix = withSpectrum(rows, cols, s, rng);
-    expect(worstError(singularValues(matrix), s)).toBeLessThan(1e-10);
+    expect(worstError(singularValues(matrix, { kernels }), s)).toBeLessThan(1e-10);
   });
 
   it('gives the same values for every block width and for QR-first on or off', () => {
@@ -63,11 +64,16 @@ describe('singularValues on U diag(s) V^T with random orthogonal U, V', () => {
     const matrix = withSpectrum(70, 33, s, rng);
     for (const bandWidth of [1, 2, 3, 5, 8, 16, 40]) {
       for (const qrFirstRatio of [1, 100]) {
-        const values = singularValuesTuned(matrix, { bandWidth, qrBlockWidth: 5, qrFirstRatio });
-        expect(worstError(values, s)).toBeLessThan(1e-10);
+        for (const qrBlockWidth of [5, 8, 16]) {
+          const values = singularValuesTuned(matrix, { bandWidth, qrBlockWidth, qrFirstRatio }, { kernels });
+          expect(worstError(values, s)).toBeLessThan(1e-10);
+        }
       }
     }
   });
+});
+
+describe('singularValues on special input', () => {
 
   it('returns exact zeros for the zero matrix, in every shape', () => {
     for (const [rows, cols] of [[20, 30], [30, 20], [1, 4], [1, 1]] as const) {

@@ -25,7 +25,7 @@ export { normalsSection } from './normals';
 
 const svdSection: BenchSection = {
   name: 'svd',
-  title: 'singularValues (pure TypeScript) vs numpy/LAPACK, one thread',
+  title: 'singularValues (TypeScript and WebAssembly SIMD kernels) vs numpy/LAPACK, one thread',
   async run(context) {
     const shapes = context.quick ? SVD_BENCH_SHAPES.map((s) => ({ ...s, runs: Math.max(1, Math.floor(s.runs / 3)) })) : SVD_BENCH_SHAPES;
     context.print(formatSvdBench(await runSvdBench(shapes)));

@@ -9,12 +9,30 @@
  * (row stride = cols) and only uses orthogonal transformations, so singular values are kept.
  */
 
-import { packColumnStrips, packRowStrips, subtractProduct, timesTransposed, transposeTimes } from './block-products';
+import {
+  packColumnStrips,
+  packRowStrips,
+  subtractProduct,
+  timesTransposed,
+  transposeTimes,
+  TYPESCRIPT_ARENA,
+  type ProductArena,
+  type TileKernels,
+} from './block-products';
 import { blockReflectorFactor, generateReflector } from './householder';
 import { addScaled, dot } from './vectors';
 
 function roundUpTo4(n: number): number {
   return (n + 3) & ~3;
+}
+
+/**
+ * Doubles of scratch that `reduceToUpperBand` or `triangularize` of a `rows x cols` matrix in
+ * blocks of `width` takes from its arena, array by array (the fields of `PanelWorkspace`, in order).
+ */
+export function reductionScratchLengths(rows: number, cols: number, width: number): number[] {
+  const padded = roundUpTo4(width);
+  return [padded * rows, width * cols, width, width * width, width * width, padded * cols, padded * rows, width * cols, padded * cols];
 }
 
 /** Scratch buffers shared by all panels of one reduction, sized for the largest panel. */
@@ -32,18 +50,21 @@ class PanelWorkspace {
   readonly zt: Float64Array;
   readonly packedStrips: Float64Array;
   readonly packedRows: Float64Array;
+  /** The kernels for the full tiles of the products, which run on the arena's arrays. */
+  readonly tiles: TileKernels;
 
-  constructor(rows: number, cols: number, width: number) {
-    const padded = roundUpTo4(width);
-    this.vt = new Float64Array(padded * rows);
-    this.y = new Float64Array(width * cols);
-    this.taus = new Float64Array(width);
-    this.gram = new Float64Array(width * width);
-    this.t = new Float64Array(width * width);
-    this.w = new Float64Array(padded * cols);
-    this.zt = new Float64Array(padded * rows);
-    this.packedStrips = new Float64Array(width * cols);
-    this.packedRows = new Float64Array(padded * cols);
+  constructor(rows: number, cols: number, width: number, arena: ProductArena) {
+    const [vt, y, taus, gram, t, w, zt, packedStrips, packedRows] = reductionScratchLengths(rows, cols, width).map((n) => arena.take(n));
+    this.vt = vt!;
+    this.y = y!;
+    this.taus = taus!;
+    this.gram = gram!;
+    this.t = t!;
+    this.w = w!;
+    this.zt = zt!;
+    this.packedStrips = packedStrips!;
+    this.packedRows = packedRows!;
+    this.tiles = arena.tiles;
   }
 }
 
@@ -116,10 +137,10 @@ function reduceColumnPanel(a: Float64Array, rows: number, cols: number, k: numbe
 
   // A2 <- (I - V T V^T)^T A2 = A2 - V (T^T (V^T A2)).
   const a2 = k * lda + k + width;
-  transposeTimes(vt, ldv, padded, a, a2, lda, panelRows, trailingCols, w);
+  transposeTimes(vt, ldv, padded, a, a2, lda, panelRows, trailingCols, w, ws.tiles);
   applyTransposedTriangular(t, width, w, trailingCols, trailingCols);
   packColumnStrips(w, trailingCols, width, trailingCols, ws.packedStrips);
-  subtractProduct(a, a2, lda, panelRows, trailingCols, vt, ldv, width, w, trailingCols, ws.packedStrips);
+  subtractProduct(a, a2, lda, panelRows, trailingCols, vt, ldv, width, w, trailingCols, ws.packedStrips, ws.tiles);
 }
 
 /**
@@ -171,19 +192,20 @@ function reduceRowPanel(a: Float64Array, rows: number, cols: number, k: number, 
   const padded = roundUpTo4(count);
   const a3 = c0 * lda + c0;
   packRowStrips(y, ldy, count, padded, panelCols, ws.packedRows);
-  timesTransposed(a, a3, lda, rowsBelow, panelCols, ws.packedRows, padded, zt);
+  timesTransposed(a, a3, lda, rowsBelow, panelCols, ws.packedRows, padded, zt, ws.tiles);
   applyTransposedTriangular(t, count, zt, rowsBelow, rowsBelow);
   packColumnStrips(y, ldy, count, panelCols, ws.packedStrips);
-  subtractProduct(a, a3, lda, rowsBelow, panelCols, zt, rowsBelow, count, y, ldy, ws.packedStrips);
+  subtractProduct(a, a3, lda, rowsBelow, panelCols, zt, rowsBelow, count, y, ldy, ws.packedStrips, ws.tiles);
 }
 
 /**
  * Reduces the `rows x cols` matrix (rows >= cols) to upper band form with bandwidth `width`:
  * afterwards the singular values of `a` are those of the `cols x cols` matrix whose only
- * nonzeros are a[r][c] for r <= c <= r + width (the rest of `a` is scratch).
+ * nonzeros are a[r][c] for r <= c <= r + width (the rest of `a` is scratch). With a WebAssembly
+ * arena, `a` must be one of its arrays, since the products run on it in place.
  */
-export function reduceToUpperBand(a: Float64Array, rows: number, cols: number, width: number): void {
-  const ws = new PanelWorkspace(rows, cols, width);
+export function reduceToUpperBand(a: Float64Array, rows: number, cols: number, width: number, arena: ProductArena = TYPESCRIPT_ARENA): void {
+  const ws = new PanelWorkspace(rows, cols, width, arena);
   for (let k = 0; k < cols; k += width) {
     const panel = Math.min(width, cols - k);
     reduceColumnPanel(a, rows, cols, k, panel, ws);
@@ -196,8 +218,8 @@ export function reduceToUpperBand(a: Float64Array, rows: number, cols: number, w
  * first `cols` rows of `a` hold R (`cols x cols`, row stride cols, zeros below the diagonal)
  * and the rows below are scratch.
  */
-export function triangularize(a: Float64Array, rows: number, cols: number, width: number): void {
-  const ws = new PanelWorkspace(rows, cols, width);
+export function triangularize(a: Float64Array, rows: number, cols: number, width: number, arena: ProductArena = TYPESCRIPT_ARENA): void {
+  const ws = new PanelWorkspace(rows, cols, width, arena);
   for (let k = 0; k < cols; k += width) reduceColumnPanel(a, rows, cols, k, Math.min(width, cols - k), ws);
   for (let i = 1; i < cols; i++) a.fill(0, i * cols, i * cols + i);
 }

@@ -1,2 +1,3 @@
-export { singularValues } from './singular-values';
+export { singularValues, defaultProductKernels } from './singular-values';
+export type { ProductKernels, SingularValueOptions } from './singular-values';
 export { frobeniusNormSquared } from './norms';
