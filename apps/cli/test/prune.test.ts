@@ -28,6 +28,22 @@ describe('zerolm prune', () => {
     expect(scored.params.modules).toBe(plan.params.after);
   });
 
+  it('takes the importance rule and the correction, and plan.json records them with the calibration', () => {
+    const weights = JSON.parse(runCli(['prune', fixturePath('llama-tiny'), '--target-params', '0.5', '--plan-only', '--json', '--importance', 'magnitude', '--correction', 'none', '--evals', '50']).stdout);
+    expect(weights.importance).toEqual({ rule: 'magnitude' });
+    expect(weights.correction).toEqual({ method: 'none' });
+    expect(weights.calibration).toBeUndefined();
+    expect(weights.score.after).toBe(weights.score.searched);
+    const result = runCli(['prune', fixturePath('llama-tiny'), '--target-params', '0.5', '--plan-only', '--evals', '50', '--calibration-samples', '8', '--calibration-length', '16']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/importance self-generated \(attention by KL of its own predictions; FFN by OBS\)/);
+    expect(result.stdout).toMatch(/calibration: 8 x 16 tokens, seed 0, sampled from the model itself starting at its BOS token/);
+    expect(result.stdout).toMatch(/correction refit \(\d+ matrices refitted\)/);
+    const help = runCli(['prune', '--help']).stdout;
+    expect(help).toMatch(/--importance +which units to keep inside a layer: magnitude, random, self-generated/);
+    expect(help).toMatch(/--correction/);
+  });
+
   it('prints the plan as JSON and writes nothing with --plan-only', () => {
     const out = path.join(dir, 'never-written');
     const result = runCli(['prune', fixturePath('bert-tiny'), '--out', out, '--target-flops', '0.6', '--plan-only', '--json', '--search', 'greedy']);
@@ -60,6 +76,8 @@ describe('zerolm prune', () => {
     [['--target-params', '0.5', '--granularity', 'heads,wings'], /granularity/],
     [['--target-params', '0.5', '--search', 'annealing'], /--search must be one of evolutionary, greedy/],
     [['--sweep', '0.9,1.5'], /--sweep takes fractions in \(0, 1\)/],
+    [['--target-params', '0.5', '--correction', 'lsq'], /--correction must be one of refit, none/],
+    [['--target-params', '0.5', '--importance', 'taylor'], /--importance must be one of magnitude, random, self-generated/],
   ])('fails cleanly with %j and writes nothing', (extra, pattern) => {
     const out = path.join(dir, `bad-${Math.random().toString(36).slice(2)}`);
     expectCleanError(runCli(['prune', fixturePath('llama-tiny'), '--out', out, ...(extra as string[])]), pattern as RegExp);

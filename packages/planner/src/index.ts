@@ -5,3 +5,5 @@ export * from './scoring';
 export * from './search';
 export * from './export';
 export * from './prune';
+export * from './calibration';
+export * from './correction';

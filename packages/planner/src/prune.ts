@@ -4,14 +4,26 @@
  * smaller model folder that transformers.js loads unchanged, with `plan.json` beside it.
  */
 import { loadHfModel, type HfModel } from '@zerolm/adapters';
-import { graphCapacity, moduleParams, prunedGraph, type ModuleGraph, type PrunePlan } from '@zerolm/core';
+import { graphCapacity, moduleParams, prunedGraph, scoreReport, type ModuleGraph, type PrunePlan } from '@zerolm/core';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { performance } from 'perf_hooks';
+import { calibrate, type CalibrationSummary } from './calibration/calibrate';
 import { compareModels, latencyBatch, positionLimit, type CompareOptions, type ComparisonReport } from './compare/compare';
 import { measureLatencies } from './compare/latency';
 import { ModelRunner } from './compare/runner';
-import { exportPrunedModel, type ExportResult } from './export';
+import {
+  checkCorrection,
+  correctedGraph,
+  correctionSummary,
+  DEFAULT_CORRECTION,
+  refitOverrides,
+  type CorrectionMethod,
+  type CorrectionSummary,
+} from './correction/refit';
+import { exportPrunedModel, type ExportResult, type WeightOverride } from './export';
+import type { ImportanceDetails } from './scoring/importance';
 import type { Device } from './runtime/session';
 import { planPrune, type PlanOptions, type PlanResult } from './search/plan';
 
@@ -24,6 +36,11 @@ export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {
   force?: boolean;
   /** Timed runs per latency measurement (with `maxLatencyMs`), after 2 warm-up runs. Default 10. */
   latencyRuns?: number;
+  /**
+   * After planning: `refit` (default) refits the kept rows of every pruned `o` and `down` by least
+   * squares on the calibration moments (and their output biases); `none` writes the sliced weights.
+   */
+  correction?: CorrectionMethod;
 }
 
 /** What `plan.json` records: enough to audit and reproduce the pruning. */
@@ -37,8 +54,18 @@ export interface PlanFile {
   search: PlanResult['search'] & { evaluations: number; scoredRows: number };
   provider: string;
   providerReason?: string;
+  /** The importance rule and how it ranked (attention path, FFN method), or why it fell back. */
+  importance: { rule: string } & Omit<ImportanceDetails, 'calibration'>;
+  /** The calibration sequences and statistics, when a rule or the correction ran the model. */
+  calibration?: CalibrationSummary;
+  correction: CorrectionSummary;
   params: PlanResult['params'];
   flops: PlanResult['flops'];
+  /**
+   * ZeroLM scores: `before` of the source, `after` of the model written (with the correction's
+   * values; `zerolm score` on the output gives it), `searched` of the plan's masked weights, which
+   * the search ranked candidates by.
+   */
   score: PlanResult['score'];
   layers: PlanFileLayer[];
   latency?: PlanResult['latency'];
@@ -59,10 +86,21 @@ export interface PlanFileLayer {
 }
 
 export interface PruneResult {
+  /** The plan, with `score.after` the score of the corrected model. */
   plan: PlanResult;
   planFile: PlanFile;
   /** The written folder; absent with `planOnly`. */
   export?: ExportResult;
+  /** The corrected rows of `o` / `down` written (empty without a correction). */
+  overrides: WeightOverride[];
+  timings: { planMs: number; correctionMs: number; exportMs: number; totalMs: number };
+}
+
+/** What a correction changed, for `planFile`. */
+export interface AppliedCorrection {
+  summary: CorrectionSummary;
+  overrides: readonly WeightOverride[];
+  calibration?: CalibrationSummary;
 }
 
 function layerTerms(graph: ModuleGraph, result: PlanResult): number[] {
@@ -72,10 +110,14 @@ function layerTerms(graph: ModuleGraph, result: PlanResult): number[] {
   return capacity.layers.map((l) => term(l.attention.capacity, l.ffn.capacity));
 }
 
-/** plan.json: the plan per layer with parameters and score before and after, and how it was found. */
-export function planFile(model: HfModel, result: PlanResult, options: PruneOptions): PlanFile {
+/**
+ * plan.json: the plan per layer with parameters and score before and after, and how it was
+ * found; with `correction`, the scores are those of the corrected weights.
+ */
+export function planFile(model: HfModel, result: PlanResult, options: PruneOptions, correction?: AppliedCorrection): PlanFile {
   // Dropped layers are kept in this graph (with their kept units) so its layers line up with the source's.
-  const aligned = prunedGraph(model.graph, { layers: result.plan.layers.map((l) => ({ ...l, dropped: false, keptGroups: l.keptGroups.length ? l.keptGroups : [0], keptNeurons: l.keptNeurons.length ? l.keptNeurons : [0] })) });
+  const alignedPlan = { layers: result.plan.layers.map((l) => ({ ...l, dropped: false, keptGroups: l.keptGroups.length ? l.keptGroups : [0], keptNeurons: l.keptNeurons.length ? l.keptNeurons : [0] })) };
+  const aligned = correction ? correctedGraph(model.graph, alignedPlan, correction.overrides) : prunedGraph(model.graph, alignedPlan);
   const before = layerTerms(model.graph, result);
   const after = layerTerms(aligned, result);
   const layers = result.plan.layers.map((lp, i): PlanFileLayer => {
@@ -111,12 +153,26 @@ export function planFile(model: HfModel, result: PlanResult, options: PruneOptio
     search: { ...result.search, evaluations: result.evaluations, scoredRows: result.scoredRows },
     provider: result.provider,
     ...(result.providerReason ? { providerReason: result.providerReason } : {}),
+    importance: { rule: result.search.importance, ...withoutCalibration(result.importanceDetails) },
+    ...(calibrationOf(result, correction) ? { calibration: calibrationOf(result, correction)! } : {}),
+    correction: correction?.summary ?? { method: 'none' },
     params: result.params,
     flops: result.flops,
     score: result.score,
     layers,
     ...(result.latency ? { latency: result.latency } : {}),
   };
+}
+
+function withoutCalibration(details: ImportanceDetails | undefined): Omit<ImportanceDetails, 'calibration'> {
+  if (!details) return {};
+  const { calibration: _calibration, ...rest } = details;
+  void _calibration;
+  return rest;
+}
+
+function calibrationOf(result: PlanResult, correction: AppliedCorrection | undefined): CalibrationSummary | undefined {
+  return result.importanceDetails?.calibration ?? correction?.calibration;
 }
 
 /**
@@ -145,7 +201,9 @@ function latencyProbe(model: HfModel, seqLen: number, runs: number, device: Devi
 
 /** Plans and exports a pruned model; see the package README ("Prune"). */
 export async function prune(modelDir: string, options: PruneOptions): Promise<PruneResult> {
+  const started = performance.now();
   if (!options.planOnly && !options.out) throw new Error('name the output folder (out), or ask for the plan only (planOnly)');
+  const correction = checkCorrection(options.correction ?? DEFAULT_CORRECTION);
   const model = loadHfModel(modelDir);
   const seqLen = options.seqLen ?? 128;
   const limit = positionLimit(model.config);
@@ -153,9 +211,36 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
     throw new Error(`the latency is measured at ${seqLen} tokens (seqLen) but ${modelDir} reads at most ${limit} positions`);
   }
   const latencyOf = options.maxLatencyMs !== undefined ? latencyProbe(model, seqLen, options.latencyRuns ?? 10, options.device) : undefined;
-  const result = await planPrune(model.graph, { ...options, ...(latencyOf ? { latencyOf } : {}) });
-  const file = planFile(model, result, options);
-  if (options.planOnly) return { plan: result, planFile: file };
+  const { correction: _correction, ...planOptions } = options;
+  void _correction;
+  const searched = await planPrune(model.graph, { ...planOptions, model, ...(latencyOf ? { latencyOf } : {}) });
+  const planMs = performance.now() - started;
+
+  const correctionStarted = performance.now();
+  let applied: AppliedCorrection | undefined;
+  let result = searched;
+  if (correction === 'refit') {
+    // The same calibration the importance rule used (cached), or a new one for weight rules.
+    options.onProgress?.(0, 1, 'calibration');
+    const calibration = await calibrate(model, {
+      ...options.calibration,
+      seed: options.calibration?.seed ?? options.seed ?? 0,
+      device: options.device ?? 'auto',
+      ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!(done, total, 'calibration') } : {}),
+    });
+    const overrides = refitOverrides(model, searched.plan, calibration);
+    applied = { summary: correctionSummary('refit', overrides), overrides, calibration: calibration.summary };
+    if (overrides.length > 0) {
+      const after = scoreReport(correctedGraph(model.graph, searched.plan, overrides), { measure: searched.measure, alpha: searched.alpha, variant: searched.variant }).score;
+      result = { ...searched, score: { ...searched.score, after } };
+    }
+  }
+  const correctionMs = performance.now() - correctionStarted;
+  const overrides = applied ? [...applied.overrides] : [];
+  const file = planFile(model, result, options, applied);
+  const timings = (exportMs: number) => ({ planMs, correctionMs, exportMs, totalMs: performance.now() - started });
+  if (options.planOnly) return { plan: result, planFile: file, overrides, timings: timings(0) };
+  const exportStarted = performance.now();
   const exported = await exportPrunedModel(modelDir, result.plan, options.out!, {
     force: options.force ?? false,
     zerolm: {
@@ -164,10 +249,13 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
       alpha: result.alpha,
       params: result.params,
       score: result.score,
+      importance: file.search.importance,
+      correction: file.correction.method,
     },
     files: { 'plan.json': `${JSON.stringify(file, null, 2)}\n` },
+    overrides,
   });
-  return { plan: result, planFile: file, export: exported };
+  return { plan: result, planFile: file, export: exported, overrides, timings: timings(performance.now() - exportStarted) };
 }
 
 export interface SweepOptions extends Omit<PruneOptions, 'targetParams' | 'out' | 'planOnly'> {

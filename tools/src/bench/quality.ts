@@ -5,19 +5,23 @@
  * perplexity is measured through onnxruntime by the code path `zerolm compare` uses (64-token
  * windows of `heldout.txt`, the models' own protocol):
  *
- * - uniform per-layer widths (every layer keeps the same fraction): unit importance `random`
- *   (median and range over `--seeds` seeds), `magnitude`, and the default rule;
- * - the default rule with the per-layer widths of the ZeroLM search, against uniform widths.
+ * - uniform per-layer widths (the planner's `uniform` search: every layer keeps the same counts):
+ *   unit importance `random` (median and range over `--seeds` seeds), `magnitude`, and the default
+ *   rule, each with `--correction none` and with the default correction (`refit`);
+ * - the default rule with the per-layer widths of the ZeroLM search, against uniform widths, with
+ *   the default correction.
  *
  *   npm run bench:quality [-- --models-dir DIR] [--budgets 0.75,0.5] [--seeds 5] [--max-windows N]
  */
-import { compareModels, DEFAULT_IMPORTANCE, listImportances, prune, type SearchMethod } from '@zerolm/planner';
+import { compareModels, DEFAULT_CORRECTION, DEFAULT_IMPORTANCE, listImportances, prune, type CorrectionMethod, type SearchMethod } from '@zerolm/planner';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
 export const QUALITY_MODELS = ['kjv-llama-tiny', 'kjv-gpt2-tiny'] as const;
+const CORRECTIONS: readonly CorrectionMethod[] = ['none', 'refit'];
 
 export interface QualityOptions {
   modelsDir: string;
@@ -31,14 +35,22 @@ export interface QualityOptions {
 export interface QualityRow {
   model: string;
   budget: number;
-  /** What was compared: `unpruned`, `random`, an importance name, or `<importance> + search`. */
+  /** The importance rule (`unpruned` for the source model). */
   variant: string;
   widths: 'uniform' | 'search' | 'full';
+  correction: CorrectionMethod | 'full';
   /** Attention+FFN parameters kept, as a fraction of the full model's. */
   kept: number;
   perplexity: number;
   /** For `random`: every seed's perplexity, ascending. */
   seeds?: number[];
+  /** Seconds `prune` took (plan, calibration, correction and export; for random the median). */
+  seconds: number;
+}
+
+/** What `runQualityBench` measured besides the rows. */
+export interface QualityContext {
+  windows: Record<string, number>;
 }
 
 function median(sorted: readonly number[]): number {
@@ -46,7 +58,17 @@ function median(sorted: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-export async function runQualityBench(options: QualityOptions): Promise<QualityRow[]> {
+interface Variant {
+  dir: string;
+  budget: number;
+  importance: string;
+  widths: 'uniform' | 'search';
+  correction: CorrectionMethod;
+  kept: number;
+  seconds: number;
+}
+
+export async function runQualityBench(options: QualityOptions, context: QualityContext = { windows: {} }): Promise<QualityRow[]> {
   const log = options.log ?? (() => {});
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-quality-'));
   const rows: QualityRow[] = [];
@@ -56,23 +78,28 @@ export async function runQualityBench(options: QualityOptions): Promise<QualityR
       const source = path.join(options.modelsDir, name);
       const text = path.join(source, 'heldout.txt');
       if (!fs.existsSync(text)) throw new Error(`no heldout.txt in ${source}`);
-      const variants: { dir: string; row: Omit<QualityRow, 'perplexity' | 'kept'> & { seed?: number } }[] = [];
-      const keptFraction = new Map<string, number>();
-      const make = async (budget: number, importance: string, search: SearchMethod, seed: number, label: string) => {
-        const dir = path.join(work, name, `${label}-${budget}-${seed}`);
-        const result = await prune(source, { targetParams: budget, importance, search, seed, out: dir });
-        keptFraction.set(dir, result.planFile.params.after / result.planFile.params.before);
-        return dir;
+      const variants: Variant[] = [];
+      const make = async (budget: number, importance: string, widths: 'uniform' | 'search', correction: CorrectionMethod, seed: number) => {
+        const dir = path.join(work, name, `${importance}-${widths}-${correction}-${budget}-${seed}`);
+        const search: SearchMethod = widths === 'search' ? 'evolutionary' : 'uniform';
+        const started = performance.now();
+        const result = await prune(source, { targetParams: budget, importance, search, seed, correction, out: dir });
+        variants.push({
+          dir,
+          budget,
+          importance,
+          widths,
+          correction,
+          kept: result.planFile.params.after / result.planFile.params.before,
+          seconds: (performance.now() - started) / 1000,
+        });
       };
       for (const budget of options.budgets) {
-        for (let seed = 0; seed < options.seeds; seed++) {
-          variants.push({ dir: await make(budget, 'random', 'uniform', seed, 'random'), row: { model: name, budget, variant: 'random', widths: 'uniform', seed } });
+        for (const correction of CORRECTIONS) {
+          for (let seed = 0; seed < options.seeds; seed++) await make(budget, 'random', 'uniform', correction, seed);
+          for (const rule of rules) await make(budget, rule, 'uniform', correction, 0);
         }
-        for (const rule of rules) {
-          variants.push({ dir: await make(budget, rule, 'uniform', 0, rule), row: { model: name, budget, variant: rule, widths: 'uniform' } });
-        }
-        const rule = DEFAULT_IMPORTANCE;
-        variants.push({ dir: await make(budget, rule, 'evolutionary', 0, `${rule}-search`), row: { model: name, budget, variant: `${rule} + search`, widths: 'search' } });
+        await make(budget, DEFAULT_IMPORTANCE, 'search', DEFAULT_CORRECTION, 0);
         log(`  ${name} ${budget}: exported ${variants.length} variants so far`);
       }
       const report = await compareModels(source, variants.map((v) => v.dir), {
@@ -83,23 +110,29 @@ export async function runQualityBench(options: QualityOptions): Promise<QualityR
         warmup: 0,
         ...(options.maxWindows === undefined ? {} : { maxSamples: options.maxWindows }),
       });
+      context.windows[name] = report.text.samples;
       const ppl = report.models.map((m) => (m.fidelity.kind === 'decoder' ? m.fidelity.perplexity : NaN));
-      rows.push({ model: name, budget: 1, variant: 'unpruned', widths: 'full', kept: 1, perplexity: ppl[0]! });
-      const randoms = new Map<number, number[]>();
+      rows.push({ model: name, budget: 1, variant: 'unpruned', widths: 'full', correction: 'full', kept: 1, perplexity: ppl[0]!, seconds: 0 });
+      const groups = new Map<string, { variant: Variant; perplexity: number }[]>();
       variants.forEach((v, i) => {
-        const perplexity = ppl[i + 1]!;
-        if (v.row.variant === 'random') {
-          const list = randoms.get(v.row.budget) ?? [];
-          list.push(perplexity);
-          randoms.set(v.row.budget, list);
-          return;
-        }
-        rows.push({ model: v.row.model, budget: v.row.budget, variant: v.row.variant, widths: v.row.widths, kept: keptFraction.get(v.dir)!, perplexity });
+        const key = JSON.stringify([v.budget, v.importance, v.widths, v.correction]);
+        groups.set(key, [...(groups.get(key) ?? []), { variant: v, perplexity: ppl[i + 1]! }]);
       });
-      for (const [budget, list] of randoms) {
-        const sorted = [...list].sort((a, b) => a - b);
-        const dir = variants.find((v) => v.row.variant === 'random' && v.row.budget === budget)!.dir;
-        rows.push({ model: name, budget, variant: 'random', widths: 'uniform', kept: keptFraction.get(dir)!, perplexity: median(sorted), seeds: sorted });
+      for (const members of groups.values()) {
+        const v = members[0]!.variant;
+        const sorted = members.map((m) => m.perplexity).sort((a, b) => a - b);
+        const seconds = median(members.map((m) => m.variant.seconds).sort((a, b) => a - b));
+        rows.push({
+          model: name,
+          budget: v.budget,
+          variant: v.importance,
+          widths: v.widths,
+          correction: v.correction,
+          kept: v.kept,
+          perplexity: median(sorted),
+          ...(members.length > 1 ? { seeds: sorted } : {}),
+          seconds,
+        });
       }
       log(`  ${name}: ${report.text.samples} windows of 64 tokens`);
     }
@@ -109,19 +142,33 @@ export async function runQualityBench(options: QualityOptions): Promise<QualityR
   return rows;
 }
 
-export function formatQualityBench(rows: readonly QualityRow[]): string {
-  const lines: string[] = [];
+/** A markdown table: one line per model, budget, rule and widths; the two corrections side by side. */
+export function formatQualityBench(rows: readonly QualityRow[], context?: QualityContext): string {
   const fmt = (x: number) => x.toFixed(2);
+  const cell = (r: QualityRow | undefined) =>
+    !r ? '-' : r.seeds ? `${fmt(r.perplexity)} [${fmt(r.seeds[0]!)}-${fmt(r.seeds[r.seeds.length - 1]!)}]` : fmt(r.perplexity);
+  const lines = [
+    '| model | budget | importance | widths | kept | correction none | correction refit | prune s |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
   for (const model of QUALITY_MODELS) {
     const unpruned = rows.find((r) => r.model === model && r.variant === 'unpruned');
     if (!unpruned) continue;
-    lines.push(`${model}: held-out perplexity ${fmt(unpruned.perplexity)} unpruned`);
+    const windows = context?.windows[model];
+    lines.push(`| ${model} | 100% | unpruned${windows ? ` (${windows} windows)` : ''} | full | 100% | ${fmt(unpruned.perplexity)} | ${fmt(unpruned.perplexity)} | |`);
     const budgets = [...new Set(rows.filter((r) => r.model === model && r.variant !== 'unpruned').map((r) => r.budget))];
     for (const budget of budgets) {
-      lines.push(`  ${Math.round(budget * 100)}% of Attention+FFN parameters:`);
-      for (const r of rows.filter((x) => x.model === model && x.budget === budget && x.variant !== 'unpruned')) {
-        const spread = r.seeds ? ` (median of ${r.seeds.length} seeds, range ${fmt(r.seeds[0]!)}..${fmt(r.seeds[r.seeds.length - 1]!)})` : '';
-        lines.push(`    ${`${r.variant}, ${r.widths} widths`.padEnd(34)} ${fmt(r.perplexity).padStart(8)}  kept ${(100 * r.kept).toFixed(1)}%${spread}`);
+      const here = rows.filter((r) => r.model === model && r.budget === budget && r.variant !== 'unpruned');
+      const keys = [...new Set(here.map((r) => JSON.stringify([r.variant, r.widths])))];
+      for (const key of keys) {
+        const [variant, widths] = JSON.parse(key) as [string, string];
+        const pick = (correction: CorrectionMethod) => here.find((r) => r.variant === variant && r.widths === widths && r.correction === correction);
+        const any = pick('refit') ?? pick('none')!;
+        const label = variant === 'random' ? `random (median [min-max] of ${any.seeds?.length ?? 1} seeds)` : variant === DEFAULT_IMPORTANCE ? `${variant} (default)` : variant;
+        const seconds = Math.max(pick('none')?.seconds ?? 0, pick('refit')?.seconds ?? 0);
+        lines.push(
+          `| ${model} | ${Math.round(budget * 100)}% | ${label} | ${widths} | ${(100 * any.kept).toFixed(1)}% | ${cell(pick('none'))} | ${cell(pick('refit'))} | ${seconds.toFixed(1)} |`,
+        );
       }
     }
   }
@@ -144,15 +191,21 @@ async function main(): Promise<void> {
   }
   const budgets = values.budgets!.split(',').map(Number);
   const seeds = Number(values.seeds);
-  process.stdout.write(`importance rules: ${listImportances().map((i) => i.name).join(', ')} (default ${DEFAULT_IMPORTANCE})\n`);
-  const rows = await runQualityBench({
-    modelsDir,
-    budgets,
-    seeds,
-    ...(values['max-windows'] ? { maxWindows: Number(values['max-windows']) } : {}),
-    log: (line) => process.stderr.write(`${line}\n`),
-  });
-  process.stdout.write(`${formatQualityBench(rows)}\n`);
+  process.stdout.write(`importance rules: ${listImportances().map((i) => i.name).join(', ')} (default ${DEFAULT_IMPORTANCE}); corrections: none, refit (default ${DEFAULT_CORRECTION})\n`);
+  const started = performance.now();
+  const context: QualityContext = { windows: {} };
+  const rows = await runQualityBench(
+    {
+      modelsDir,
+      budgets,
+      seeds,
+      ...(values['max-windows'] ? { maxWindows: Number(values['max-windows']) } : {}),
+      log: (line) => process.stderr.write(`${line}\n`),
+    },
+    context,
+  );
+  process.stdout.write(`${formatQualityBench(rows, context)}\n`);
+  process.stdout.write(`(held-out perplexity, 64-token windows of heldout.txt; ${((performance.now() - started) / 1000).toFixed(0)} s in all)\n`);
 }
 
 if (require.main === module) {

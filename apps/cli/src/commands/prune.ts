@@ -1,12 +1,18 @@
 import {
   comparisonSvg,
+  CORRECTIONS,
+  DEFAULT_CALIBRATION_LENGTH,
+  DEFAULT_CALIBRATION_SAMPLES,
+  DEFAULT_CORRECTION,
   DEFAULT_FIDELITY_METRIC,
+  DEFAULT_IMPORTANCE,
   DEVICES,
   listImportances,
   prune,
   pruneSweep,
   SEARCH_METHODS,
   sweepFolderName,
+  type CorrectionMethod,
   type Device,
   type PlanFile,
   type PlanPhase,
@@ -36,6 +42,9 @@ interface PruneArgs {
   device: Device;
   seed: number;
   importance?: string;
+  correction: CorrectionMethod;
+  calibrationSamples: number;
+  calibrationLength: number;
   measure: string;
   alpha: number;
   variant: 'linear' | 'log';
@@ -84,7 +93,29 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       .option('evals', { type: 'number', default: 2000, describe: 'candidates the evolutionary search evaluates', coerce: positiveInteger('evals') })
       .option('device', { type: 'string', default: 'auto', describe: `onnxruntime provider for scoring (${DEVICES.join(', ')}): auto tries CUDA, then CPU`, coerce: oneOf('device', DEVICES) })
       .option('seed', { type: 'number', default: 0, describe: 'seed of the search (and of random importance)', coerce: positiveInteger('seed', 0) })
-      .option('importance', { type: 'string', describe: 'which units to keep inside a layer (default: the planner\'s default rule)', coerce: (name: string) => oneOf('importance', listImportances().map((i) => i.name))(name) })
+      .option('importance', {
+        type: 'string',
+        describe: `which units to keep inside a layer: ${listImportances().map((i) => i.name).join(', ')} (default ${DEFAULT_IMPORTANCE}: runs the model on sequences it generates itself, no text)`,
+        coerce: (name: string) => oneOf('importance', listImportances().map((i) => i.name))(name),
+      })
+      .option('correction', {
+        type: 'string',
+        default: DEFAULT_CORRECTION,
+        describe: `after planning: refit refits the kept rows of each pruned o / down by least squares on the calibration statistics; none writes the sliced weights (${CORRECTIONS.join(', ')})`,
+        coerce: oneOf('correction', CORRECTIONS),
+      })
+      .option('calibration-samples', {
+        type: 'number',
+        default: DEFAULT_CALIBRATION_SAMPLES,
+        describe: 'sequences the model generates itself for the calibration statistics (self-generated importance, refit)',
+        coerce: positiveInteger('calibration-samples'),
+      })
+      .option('calibration-length', {
+        type: 'number',
+        default: DEFAULT_CALIBRATION_LENGTH,
+        describe: 'tokens per calibration sequence (capped at the positions the model was trained on)',
+        coerce: positiveInteger('calibration-length'),
+      })
       .option('measure', measureOption)
       .option('alpha', alphaOption)
       .option('variant', variantOption)
@@ -115,6 +146,8 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       ...(args.targetFlops !== undefined ? { targetFlops: args.targetFlops } : {}),
       ...(args.maxLatencyMs !== undefined ? { maxLatencyMs: args.maxLatencyMs } : {}),
       ...(args.importance !== undefined ? { importance: args.importance } : {}),
+      correction: args.correction,
+      calibration: { samples: args.calibrationSamples, length: args.calibrationLength },
       seqLen: args.seqLen,
       granularity: args.granularity,
       roundTo: args.roundTo,
@@ -155,6 +188,18 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
   },
 };
 
+/** The rule and, for model rules, how attention units and FFN neurons were ranked. */
+function describeImportance(p: PlanFile): string {
+  const parts: string[] = [];
+  if (p.importance.attention) parts.push(`attention by ${p.importance.attention.method === 'kl' ? 'KL of its own predictions' : `block OBS${p.importance.attention.reason ? ` (${p.importance.attention.reason})` : ''}`}`);
+  if (p.importance.ffn) {
+    const methods = [...new Set(p.importance.ffn.map((f) => (f.method === 'chunked-obs' ? `chunked OBS (${f.chunk} per step)` : f.method === 'obs' ? 'OBS' : 'diagonal energy')))];
+    parts.push(`FFN by ${methods.join(' / ')}`);
+  }
+  if (p.importance.fallback) parts.push(p.importance.fallback);
+  return parts.length ? `${p.importance.rule} (${parts.join('; ')})` : p.importance.rule;
+}
+
 function pct(after: number, before: number): string {
   return `${((100 * after) / before).toFixed(1)}%`;
 }
@@ -186,7 +231,9 @@ export function renderPrune(result: PruneResult): string {
     `${p.source} (${p.family}): budget ${budget.join(', ')}`,
     `Attention+FFN parameters ${formatCount(p.params.before)} -> ${formatCount(p.params.after)} (${pct(p.params.after, p.params.before)}), FLOPs/token ${formatCount(p.flops.before)} -> ${formatCount(p.flops.after)}`,
     `ZeroLM score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)} (measure ${p.measure}, alpha ${p.alpha}${p.variant === 'log' ? ', log' : ''})`,
-    `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${p.search.importance}, scored on ${provider}`,
+    `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
+    ...(p.calibration ? [`calibration: ${p.calibration.samples} x ${p.calibration.length} tokens, seed ${p.calibration.seed}, ${p.calibration.sequences}`] : []),
+    `correction ${p.correction.method}${p.correction.matrices !== undefined ? ` (${p.correction.matrices} matrices refitted)` : ''}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
     '',
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
   ];

@@ -25,7 +25,7 @@ export interface ModelOutput {
 }
 
 /** Key-value cache input: its element type and the [kvHeads, headDim] of its layer. */
-interface CacheInput {
+export interface CacheInput {
   readonly name: string;
   readonly type: 'float32' | 'float16';
   readonly heads: number;
@@ -40,7 +40,7 @@ function tensorMetadata(session: ort.InferenceSession, name: string): ort.Infere
 }
 
 /** Cache dims from the graph's input shape where it states them, else from the module graph. */
-function cacheInputs(session: ort.InferenceSession, model: HfModel): CacheInput[] {
+export function cacheInputs(session: ort.InferenceSession, model: HfModel): CacheInput[] {
   const fromGraph = new Map<string, { heads: number; headDim: number }>();
   model.match.layers.forEach((layer, i) => {
     const attention = model.graph.layers[i]!.attention;
@@ -63,6 +63,32 @@ function cacheInputs(session: ort.InferenceSession, model: HfModel): CacheInput[
       if (type !== 'float32' && type !== 'float16') throw new Error(`${model.file}: cache input ${name} has element type ${type}, not float32 or float16`);
       return { name, type, heads, headDim };
     });
+}
+
+/**
+ * The feeds of a full forward pass over `input`, as transformers.js gives them: `input_ids`,
+ * `attention_mask`, `token_type_ids` (zeros) and `position_ids` (0..seqLen-1) where the graph
+ * takes them, and an empty key-value cache (past length 0) for every `cache` input.
+ */
+export function fullPassFeeds(session: ort.InferenceSession, cache: readonly CacheInput[], input: TokenBatch): Record<string, ort.Tensor> {
+  const { batch, seqLen } = input;
+  const dims = [batch, seqLen];
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', input.ids, dims),
+    attention_mask: new ort.Tensor('int64', input.mask, dims),
+  };
+  const inputs = session.inputNames;
+  if (inputs.includes('token_type_ids')) feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(batch * seqLen), dims);
+  if (inputs.includes('position_ids')) {
+    const positions = new BigInt64Array(batch * seqLen);
+    for (let b = 0; b < batch; b++) for (let t = 0; t < seqLen; t++) positions[b * seqLen + t] = BigInt(t);
+    feeds['position_ids'] = new ort.Tensor('int64', positions, dims);
+  }
+  for (const c of cache) {
+    const empty = c.type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
+    feeds[c.name] = new ort.Tensor(c.type, empty, [batch, c.heads, 0, c.headDim]);
+  }
+  return feeds;
 }
 
 export class ModelRunner {
@@ -101,22 +127,7 @@ export class ModelRunner {
   /** One forward pass over a batch; returns the output compare reads, in float32. */
   async run(input: TokenBatch): Promise<ModelOutput> {
     const { batch, seqLen } = input;
-    const dims = [batch, seqLen];
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', input.ids, dims),
-      attention_mask: new ort.Tensor('int64', input.mask, dims),
-    };
-    const inputs = this.session.inputNames;
-    if (inputs.includes('token_type_ids')) feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(batch * seqLen), dims);
-    if (inputs.includes('position_ids')) {
-      const positions = new BigInt64Array(batch * seqLen);
-      for (let b = 0; b < batch; b++) for (let t = 0; t < seqLen; t++) positions[b * seqLen + t] = BigInt(t);
-      feeds['position_ids'] = new ort.Tensor('int64', positions, dims);
-    }
-    for (const c of this.cache) {
-      const empty = c.type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
-      feeds[c.name] = new ort.Tensor(c.type, empty, [batch, c.heads, 0, c.headDim]);
-    }
+    const feeds = fullPassFeeds(this.session, this.cache, input);
     let output: ort.Tensor | undefined;
     try {
       output = (await this.session.run(feeds, [this.outputName]))[this.outputName];

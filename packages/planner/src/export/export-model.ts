@@ -12,6 +12,7 @@ import { isExternalTensor, saveModel } from '@zerolm/onnx';
 import * as fs from 'fs';
 import * as path from 'path';
 import { prunedConfig, type PrunedLayerEntry } from './config';
+import { resolveOverrides, type WeightOverride } from './overrides';
 import { keptShape, pruneOnnxModel } from './prune-onnx';
 import { smokeRun } from './verify';
 
@@ -24,6 +25,13 @@ export interface ExportOptions {
   files?: Readonly<Record<string, string | Uint8Array>>;
   /** Run every exported file once on a few tokens (onnxruntime, CPU) before moving it into place. Default true. */
   verify?: boolean;
+  /**
+   * New values for the kept rows of pruned `o` / `down` multiplies and their output biases (a
+   * correction such as the least-squares refit), written into every file in its stored type:
+   * fp32, fp16 (converted), 8-bit (requantized with the file's scale and zero point, clamped).
+   * The exported shapes are the plan's either way; these values differ from plain slicing.
+   */
+  overrides?: readonly WeightOverride[];
 }
 
 /** One layer of the source model and what the export kept of it. */
@@ -184,6 +192,11 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
     } catch (error) {
       throw new Error(`the plan does not fit ${file} of ${input}: ${(error as Error).message}`);
     }
+    try {
+      resolveOverrides(hf, plan, options.overrides ?? []);
+    } catch (error) {
+      throw new Error(`the weight overrides do not fit ${file} of ${input}: ${(error as Error).message}`);
+    }
     if (!reference) reference = hf;
     else if (layerShapes(hf.graph) !== layerShapes(reference.graph)) {
       throw new Error(`${file} and onnx/${DTYPE_FILES[reference.dtype]} of ${input} have different layer shapes`);
@@ -241,7 +254,7 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
       skipped.delete(`onnx/${name}`);
       const external = externalLocations(hf);
       external.forEach((f) => skipped.delete(f));
-      const model = pruneOnnxModel(hf, plan);
+      const model = pruneOnnxModel(hf, plan, options.overrides ?? []);
       saveModel(model, path.join(temp, 'onnx', name), {
         sourceDir: hf.onnx.baseDir,
         ...(external.length > 0 ? { externalData: { location: `${name}_data` } } : {}),

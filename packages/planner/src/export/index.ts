@@ -2,3 +2,4 @@
 export { exportPrunedModel, type ExportOptions, type ExportResult, type ExportedLayer } from './export-model';
 export { pruneOnnxModel, keptShape, type KeptShape } from './prune-onnx';
 export { prunedConfig, type PrunedConfigInput, type PrunedLayerEntry } from './config';
+export { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type StoredQuantization, type WeightOverride } from './overrides';

@@ -21,6 +21,7 @@ import { multiplyResult, type HfModel, type LayerMatch, type MatrixSource, type 
 import { makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
 import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
+import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
@@ -97,7 +98,7 @@ function readersOf(name: string, nodes: readonly NodeProto[]): NodeProto[] {
   return nodes.filter((n) => n.input.includes(name));
 }
 
-function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut): void {
+function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined): void {
   const w = m.weight;
   const baseDir = hf.onnx.baseDir;
   const where = `weight '${w.dataName}'`;
@@ -119,6 +120,10 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
       if (zeroPoint) zeroPoint = gatherVector(zeroPoint, baseDir, channels, indices, q.zeroPoint!) ?? zeroPoint;
     }
   }
+  if (override) {
+    const quantization = q ? { scale: scale ?? editor.index.constantTensor(q.scale)!, ...(q.zeroPoint ? { zeroPoint: zeroPoint ?? editor.index.constantTensor(q.zeroPoint)! } : {}), ...(q.axis === undefined ? {} : { axis: q.axis }) } : undefined;
+    tensor = overriddenWeight(tensor, w, override.override.values, override.rows, override.cols, baseDir, quantization);
+  }
   editor.replaceConstant(w.dataName, tensor, readersOf(w.dataName, local));
   if (q && scale && scale !== editor.index.constantTensor(q.scale)) editor.replaceConstant(q.scale, scale, readersOf(q.scale, local));
   if (q?.zeroPoint && zeroPoint && zeroPoint !== editor.index.constantTensor(q.zeroPoint)) {
@@ -128,6 +133,10 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
     const cols = w.shape[1]!;
     const bias = gatherVector(editor.index.constantTensor(m.bias.tensor)!, baseDir, cols, cut.cols, m.bias.tensor);
     if (bias) editor.replaceConstant(m.bias.tensor, bias, [m.bias.add]);
+  }
+  if (m.bias && override?.override.bias) {
+    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
+    editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
   }
 }
 
@@ -163,12 +172,14 @@ function checkDangling(graph: GraphProto, file: string): void {
 
 /**
  * Prunes the model of `hf` (as loaded by `loadHfModel`) by `plan`, already validated against
- * `hf.graph`, and returns it. Edits `hf.onnx.model` in memory (never the file): load the model
- * afresh for anything else.
+ * `hf.graph`, and returns it; `overrides` replace the kept rows of pruned `o` / `down` multiplies
+ * (see `overrides.ts`). Edits `hf.onnx.model` in memory (never the file): load the model afresh
+ * for anything else.
  */
-export function pruneOnnxModel(hf: HfModel, plan: PrunePlan): ModelProto {
+export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly WeightOverride[] = []): ModelProto {
   const model = hf.onnx.model;
   const graph = model.graph!;
+  const resolved = resolveOverrides(hf, plan, overrides);
   const changesShape = plan.layers.some((lp, i) => {
     const layer = hf.graph.layers[i]!;
     const shape = keptShape(layer, lp);
@@ -178,7 +189,7 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan): ModelProto {
 
   const editor = new GraphEditor(graph, hf.index, Number(model.irVersion ?? 0));
   const at = (i: number) => `${hf.file}: layer ${i}`;
-  for (const [m, cut] of collectCuts(hf, plan)) applyCut(hf, editor, m, cut);
+  for (const [m, cut] of collectCuts(hf, plan)) applyCut(hf, editor, m, cut, resolved.get(m));
 
   // Counts in shape constants: FFN widths, head counts, the fused q/k/v Split sizes.
   const stopNodes = new Set(hf.match.multiplies.map((m) => m.node));

@@ -1,12 +1,24 @@
 /**
- * Data-free importance of structured units: a small registry of rules, each mapping a layer's
- * units of one kind to one score per unit (higher = keep first). A candidate sub-network keeps
- * the top-k units of each layer by this score, so the rule decides *which* units survive and the
- * search decides *how many*.
+ * Unit importance: a small registry of rules, each mapping a layer's units of one kind to one
+ * score per unit (higher = keep first). A candidate sub-network keeps the top-k units of each
+ * layer by this score, so the rule decides *which* units survive and the search decides *how
+ * many*.
  *
- * A new rule is one `registerImportance` call; `rankUnits` (ranking.ts) is the only consumer.
+ * Two kinds of rule:
+ * - weight rules (`importance(layer, kind, options)`) read only the module graph, so they work on
+ *   spec graphs too (`magnitude`, `random`);
+ * - model rules (`prepare(context)`) run the model folder itself (`self-generated`, the default):
+ *   they receive the loaded `HfModel` and its calibration, and return the scores of every layer.
+ *   Planning a spec graph with a model rule fails with a clear error; planning it without naming
+ *   a rule falls back to `magnitude` (the result says so).
+ *
+ * A new rule is one `registerImportance` call; `rankUnits` / `prepareRanking` (ranking.ts) are
+ * the consumers.
  */
-import { createRegistry, Rng, type Layer } from '@zerolm/core';
+import type { HfModel } from '@zerolm/adapters';
+import { createRegistry, Rng, type Layer, type ModuleGraph } from '@zerolm/core';
+import type { Calibration, CalibrationSummary } from '../calibration/calibrate';
+import type { Device } from '../runtime/session';
 import { unitSliceNorms, type UnitKind } from './unit-norms';
 
 export interface ImportanceOptions {
@@ -14,25 +26,70 @@ export interface ImportanceOptions {
   seed: number;
 }
 
+/** What a model rule gets: the model, its calibration (computed once, on first call), and where to run. */
+export interface ImportanceContext {
+  readonly graph: ModuleGraph;
+  readonly model: HfModel;
+  readonly seed: number;
+  readonly device: Device;
+  calibration(): Promise<Calibration>;
+  onProgress?: (done: number, total: number, phase: 'calibration' | 'importance') => void;
+}
+
+/** How a model rule ranked the units (recorded in the plan result and plan.json). */
+export interface ImportanceDetails {
+  calibration?: CalibrationSummary;
+  /** How attention units were ranked, and why when not by the model's own predictions. */
+  attention?: { method: 'kl' | 'block-obs'; reason?: string; passes?: number };
+  /** How each layer's FFN neurons were ranked. */
+  ffn?: { method: 'obs' | 'chunked-obs' | 'energy'; chunk?: number }[];
+  /** Why another rule than the default ranked the units. */
+  fallback?: string;
+}
+
+/** Scores a model rule prepared for every layer. */
+export interface PreparedImportance {
+  /** One score per unit of `kind` in `layer` (a layer of `context.graph`), as `importance` returns. */
+  scores(layer: Layer, kind: UnitKind): Float64Array;
+  details?: ImportanceDetails;
+}
+
 export interface UnitImportance {
   readonly name: string;
   /** One line: the rule, for `--help` and docs. */
   readonly description: string;
   /**
-   * One score per unit of `kind` in `layer` (kv groups for `heads`, neurons for `ffn`); higher
-   * means more important. Must be finite.
+   * Weight rules: one score per unit of `kind` in `layer` (kv groups for `heads`, neurons for
+   * `ffn`); higher means more important. Must be finite.
    */
+  importance?(layer: Layer, kind: UnitKind, options: ImportanceOptions): Float64Array;
+  /** Model rules: run the model (see `ImportanceContext`) and return every layer's scores. */
+  prepare?(context: ImportanceContext): Promise<PreparedImportance>;
+}
+
+/** A rule that reads only the module graph. */
+export interface WeightImportance extends UnitImportance {
   importance(layer: Layer, kind: UnitKind, options: ImportanceOptions): Float64Array;
 }
 
-/** The rule used when none is named. */
-export const DEFAULT_IMPORTANCE = 'magnitude';
+/** The rule used when none is named (on a spec graph, without a model folder: `magnitude`). */
+export const DEFAULT_IMPORTANCE = 'self-generated';
+/** The rule planning falls back to when the default needs a model folder and there is none. */
+export const WEIGHT_FALLBACK_IMPORTANCE = 'magnitude';
 
 const rules = createRegistry<UnitImportance>('importance');
 
-export const registerImportance = rules.register;
+export function registerImportance(rule: UnitImportance): void {
+  if (!rule.importance && !rule.prepare) throw new Error(`importance "${rule.name}" needs an importance() or a prepare() function`);
+  rules.register(rule);
+}
 export const getImportance = rules.get;
 export const listImportances = rules.list;
+
+/** Whether a rule runs the model (and so needs a model folder, not just a module graph). */
+export function needsModel(rule: UnitImportance): boolean {
+  return rule.importance === undefined;
+}
 
 /**
  * `magnitude`: for unit u, sum over the matrices m it cuts of ||slice_m(u)||^2 / mean_u' ||slice_m(u')||^2.
@@ -40,7 +97,7 @@ export const listImportances = rules.list;
  * a larger init) from deciding alone. A matrix whose slices are all zero adds nothing. A unit
  * whose slices are all zero scores exactly 0, the lowest possible value.
  */
-export const magnitudeImportance: UnitImportance = {
+export const magnitudeImportance: WeightImportance = {
   name: 'magnitude',
   description: 'sum over the unit\'s coupled slices of squared norms, each divided by its matrix\'s mean over units',
   importance(layer, kind) {
@@ -61,7 +118,7 @@ export const magnitudeImportance: UnitImportance = {
  * `random`: uniform scores from a stream seeded by the seed, the layer and the unit kind, so a
  * seed always picks the same units (a baseline for better rules).
  */
-export const randomImportance: UnitImportance = {
+export const randomImportance: WeightImportance = {
   name: 'random',
   description: 'uniform random scores, seeded by --seed (a baseline)',
   importance(layer, kind, options) {
@@ -75,3 +132,4 @@ export const randomImportance: UnitImportance = {
 
 registerImportance(magnitudeImportance);
 registerImportance(randomImportance);
+// `self-generated` registers itself in self-generated.ts (it needs the calibration code).

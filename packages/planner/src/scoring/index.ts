@@ -5,3 +5,4 @@ export * from './capacity-table';
 export * from './masks';
 export * from './onnx-scorer';
 export * from './backend';
+export * from './self-generated';

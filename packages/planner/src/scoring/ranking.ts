@@ -2,8 +2,21 @@
  * Unit rankings (importance order per layer) and the plan a set of per-layer kept counts makes:
  * a layer keeping k units keeps the k most important ones.
  */
-import { hasPrunableHeads, type LayerPlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
-import { DEFAULT_IMPORTANCE, getImportance, type UnitImportance } from './importance';
+import type { HfModel } from '@zerolm/adapters';
+import { hasPrunableHeads, type Layer, type LayerPlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
+import { calibrate, type CalibrationOptions } from '../calibration/calibrate';
+import type { Device } from '../runtime/session';
+import {
+  DEFAULT_IMPORTANCE,
+  getImportance,
+  listImportances,
+  needsModel,
+  WEIGHT_FALLBACK_IMPORTANCE,
+  type ImportanceContext,
+  type ImportanceDetails,
+  type UnitImportance,
+} from './importance';
+import './self-generated';
 import type { UnitKind } from './unit-norms';
 
 /** Per-layer unit orders, most important first (JSON-friendly, part of a plan result). */
@@ -26,7 +39,7 @@ export interface LayerCounts {
 }
 
 export interface RankOptions {
-  /** Importance rule name or object (default `magnitude`). */
+  /** Importance rule name or object (default `self-generated`; `magnitude` without a model folder). */
   importance?: string | UnitImportance;
   /** Seed for random rules (default 0). */
   seed?: number;
@@ -41,17 +54,89 @@ function orderOf(scores: Float64Array, units: number, what: string): number[] {
   return Array.from({ length: units }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
 }
 
-/** Ranks every layer's kv groups and FFN neurons by an importance rule. */
-export function rankUnits(graph: ModuleGraph, options: RankOptions = {}): UnitRanking {
-  const rule = typeof options.importance === 'object' ? options.importance : getImportance(options.importance ?? DEFAULT_IMPORTANCE);
-  const seed = options.seed ?? 0;
+function resolveRule(importance: string | UnitImportance | undefined): UnitImportance {
+  return typeof importance === 'object' ? importance : getImportance(importance ?? DEFAULT_IMPORTANCE);
+}
+
+function modelRequired(rule: UnitImportance, graph: ModuleGraph): Error {
+  const weightRules = listImportances().filter((r) => !needsModel(r)).map((r) => r.name);
+  return new Error(
+    `importance "${rule.name}" runs the model, so it needs the model folder, not just the module graph of ${graph.name} ` +
+      `(use prune(modelDir), or planPrune(graph, { model: loadHfModel(dir) })); rules that read only the weights: ${weightRules.join(', ')}`,
+  );
+}
+
+function rankWith(graph: ModuleGraph, name: string, scoresOf: (layer: Layer, kind: UnitKind) => Float64Array): UnitRanking {
   const rank = (kind: UnitKind) =>
     graph.layers.map((layer) => {
       const units = kind === 'ffn' ? layer.ffn.width : layer.attention.kvHeads;
       if (kind === 'heads' && !hasPrunableHeads(layer.attention)) return Array.from({ length: units }, (_, i) => i);
-      return orderOf(rule.importance(layer, kind, { seed }), units, `layer ${layer.index} ${kind === 'ffn' ? 'neurons' : 'key-value groups'}`);
+      return orderOf(scoresOf(layer, kind), units, `layer ${layer.index} ${kind === 'ffn' ? 'neurons' : 'key-value groups'}`);
     });
-  return { importance: rule.name, groups: rank('heads'), neurons: rank('ffn') };
+  return { importance: name, groups: rank('heads'), neurons: rank('ffn') };
+}
+
+/**
+ * Ranks every layer's kv groups and FFN neurons by a rule that reads only the weights. Without
+ * a named rule the default needs the model, so `magnitude` ranks; naming a rule that runs the
+ * model is an error here (use `prepareRanking` with the model).
+ */
+export function rankUnits(graph: ModuleGraph, options: RankOptions = {}): UnitRanking {
+  let rule = resolveRule(options.importance);
+  if (needsModel(rule)) {
+    if (options.importance !== undefined) throw modelRequired(rule, graph);
+    rule = getImportance(WEIGHT_FALLBACK_IMPORTANCE);
+  }
+  const seed = options.seed ?? 0;
+  return rankWith(graph, rule.name, (layer, kind) => rule.importance!(layer, kind, { seed }));
+}
+
+export interface PrepareRankingOptions extends RankOptions {
+  /** The model folder `graph` was loaded from (`loadHfModel(dir).graph`): model rules run it. */
+  model?: HfModel;
+  /** Where model rules run onnxruntime (default auto). */
+  device?: Device;
+  /** Calibration settings for model rules (S, T; the seed defaults to `seed`). */
+  calibration?: Omit<CalibrationOptions, 'device' | 'onProgress'>;
+  onProgress?: ImportanceContext['onProgress'];
+}
+
+/**
+ * Ranks the units with any rule: weight rules as `rankUnits`, model rules by running the model
+ * (`prepare`). Without a model folder and without a named rule, `magnitude` ranks and
+ * `details.fallback` says why; a named model rule without a model folder is an error.
+ */
+export async function prepareRanking(graph: ModuleGraph, options: PrepareRankingOptions = {}): Promise<{ ranking: UnitRanking; details?: ImportanceDetails }> {
+  const rule = resolveRule(options.importance);
+  const seed = options.seed ?? 0;
+  if (!needsModel(rule)) return { ranking: rankWith(graph, rule.name, (layer, kind) => rule.importance!(layer, kind, { seed })) };
+  const model = options.model;
+  if (!model) {
+    if (options.importance !== undefined) throw modelRequired(rule, graph);
+    return {
+      ranking: rankUnits(graph, { seed }),
+      details: { fallback: `the default importance "${rule.name}" runs the model and ${graph.name} came without a model folder: ranked by ${WEIGHT_FALLBACK_IMPORTANCE}` },
+    };
+  }
+  if (model.graph.layers.length !== graph.layers.length) {
+    throw new Error(`the model folder ${model.dir} has ${model.graph.layers.length} layers, the graph to plan ${graph.layers.length}`);
+  }
+  const device = options.device ?? 'auto';
+  const calibrationOptions: CalibrationOptions = {
+    ...options.calibration,
+    seed: options.calibration?.seed ?? seed,
+    device,
+    ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!(done, total, 'calibration') } : {}),
+  };
+  const prepared = await rule.prepare!({
+    graph,
+    model,
+    seed,
+    device,
+    calibration: () => calibrate(model, calibrationOptions),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  return { ranking: rankWith(graph, rule.name, (layer, kind) => prepared.scores(layer, kind)), ...(prepared.details ? { details: prepared.details } : {}) };
 }
 
 /** The `count` most important of `order`, ascending (the form a `LayerPlan` wants). */

@@ -15,12 +15,14 @@ import {
   type PrunePlan,
   type ScoreVariant,
 } from '@zerolm/core';
+import type { HfModel } from '@zerolm/adapters';
 import { performance } from 'perf_hooks';
+import type { CalibrationOptions } from '../calibration/calibrate';
 import type { Device } from '../runtime/session';
 import { openScoring, type ScoringBackend } from '../scoring/backend';
 import type { CapacityTable } from '../scoring/capacity-table';
-import type { UnitImportance } from '../scoring/importance';
-import { planFromCounts, rankUnits, type LayerCounts, type UnitRanking } from '../scoring/ranking';
+import type { ImportanceDetails, UnitImportance } from '../scoring/importance';
+import { planFromCounts, prepareRanking, type LayerCounts, type UnitRanking } from '../scoring/ranking';
 import { DEFAULT_SEQ_LEN, graphFlops, resolveTarget } from './budget';
 import { DEFAULT_EVALS, DEFAULT_POPULATION, evolutionarySearch, uniformSolution } from './evolution';
 import { greedySearch, type SearchPoint } from './greedy';
@@ -31,7 +33,7 @@ export type SearchMethod = 'evolutionary' | 'greedy' | 'uniform';
 
 export const SEARCH_METHODS: readonly SearchMethod[] = ['evolutionary', 'greedy', 'uniform'];
 
-export type PlanPhase = 'scoring' | 'greedy' | 'evolution' | 'latency';
+export type PlanPhase = 'calibration' | 'importance' | 'scoring' | 'greedy' | 'evolution' | 'latency';
 
 export interface PlanOptions {
   /** Attention+FFN parameters to keep: a fraction in (0, 1] or an absolute count > 1. */
@@ -60,8 +62,15 @@ export interface PlanOptions {
   granularity?: Granularity[] | string;
   /** FFN kept counts are multiples of this (the full width is always allowed); default 8. */
   roundTo?: number;
-  /** Importance rule (default `magnitude`). */
+  /**
+   * Importance rule (default `self-generated`, which runs the model: it needs `model`; without
+   * one the default falls back to `magnitude`, and a named model rule is an error).
+   */
   importance?: string | UnitImportance;
+  /** The model folder `graph` was loaded from (`loadHfModel(dir)`), for rules that run the model. */
+  model?: HfModel;
+  /** Calibration of model rules: sequences S (default 64), tokens T (default 64), seed (default `seed`). */
+  calibration?: Omit<CalibrationOptions, 'device' | 'onProgress'>;
   measure?: CapacityMeasure | string;
   /** Attention/FFN balance in [0, 1] (default 0.5). */
   alpha?: number;
@@ -121,10 +130,17 @@ export interface PlanResult {
   params: { before: number; after: number; budget?: number };
   /** FLOPs per token at `seqLen`. */
   flops: { before: number; after: number; budget?: number; seqLen: number };
-  score: { before: number; after: number };
+  /**
+   * ZeroLM scores: of the full model, and of the plan's masked weights (`after`; `searched` is
+   * the same number, the one the search ranked by; `prune` replaces `after` with the score of the
+   * model it writes when a correction changes the kept weights).
+   */
+  score: { before: number; after: number; searched: number };
   measure: string;
   alpha: number;
   variant: ScoreVariant;
+  /** How a model rule ranked the units (calibration, attention path, FFN method), or why it fell back. */
+  importanceDetails?: ImportanceDetails;
   search: {
     method: SearchMethod;
     granularity: Granularity[];
@@ -242,9 +258,17 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
   ].filter((s) => s !== undefined).join(', ');
   checkReachable(space, budget, granularity, roundTo, asked);
 
-  // Ranking reads every weight (seconds on large models): only after the cheap checks above.
+  // Ranking reads every weight, and model rules run the model (seconds to minutes on large
+  // models): only after the cheap checks above.
   const rankingStarted = performance.now();
-  const ranking = rankUnits(graph, { ...(options.importance === undefined ? {} : { importance: options.importance }), seed });
+  const { ranking, details: importanceDetails } = await prepareRanking(graph, {
+    ...(options.importance === undefined ? {} : { importance: options.importance }),
+    seed,
+    ...(options.model ? { model: options.model } : {}),
+    device: options.device ?? 'auto',
+    ...(options.calibration ? { calibration: options.calibration } : {}),
+    ...(progress ? { onProgress: progress } : {}),
+  });
   const rankingMs = performance.now() - rankingStarted;
 
   progress?.(0, 1, 'scoring');
@@ -343,10 +367,11 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
     }),
     params: { before: countParams(graph).modules, after: best.params, ...(paramsBudget === undefined ? {} : { budget: paramsBudget }) },
     flops: { before: graphFlops(graph, seqLen), after: best.flops, seqLen, ...(flopsBudget === undefined ? {} : { budget: flopsBudget }) },
-    score: { before: full.score, after: best.score },
+    score: { before: full.score, after: best.score, searched: best.score },
     measure: measure.name,
     alpha,
     variant,
+    ...(importanceDetails ? { importanceDetails } : {}),
     search: { method, granularity, roundTo, importance: ranking.importance, evals, population, seed, generations, fillBudget: budget.fill ?? false },
     provider: scoring.provider,
     ...(scoring.reason === undefined ? {} : { providerReason: scoring.reason }),

@@ -1,0 +1,140 @@
+/**
+ * `calibrate`: the activation statistics a model shows on its own samples, without data. Builds
+ * S sequences of T tokens with no text (`calibrationSequences`: self-generated for decoders,
+ * uniform over the vocabulary for encoders), then one statistics pass (`collectMoments`).
+ *
+ * Results are cached per (model file, its size and modification time, S, T, seed) within the
+ * process, so a sweep or a benchmark does not generate twice.
+ */
+import type { HfModel } from '@zerolm/adapters';
+import * as fs from 'fs';
+import { performance } from 'perf_hooks';
+import type { Device } from '../runtime/session';
+import { calibrationPositionLimit, calibrationSequences, SEQUENCE_SOURCES, type CalibrationSequences, type SequenceSource } from './sequences';
+import { collectMoments, DEFAULT_STATISTICS_BYTES, type LayerMoments } from './statistics';
+
+export const DEFAULT_CALIBRATION_SAMPLES = 64;
+export const DEFAULT_CALIBRATION_LENGTH = 64;
+
+export interface CalibrationOptions {
+  /** Sequences (S, default 64). */
+  samples?: number;
+  /** Tokens per sequence (T, default 64; capped at the model's position limit). */
+  length?: number;
+  /** Seed of the sampling (default 0; the planner passes its own seed). */
+  seed?: number;
+  device?: Device;
+  /** Bytes of float64 statistics per pass before layers are split into groups (default 1 GiB). */
+  maxStatisticsBytes?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** What a calibration was made of (JSON-friendly: plan.json records it). */
+export interface CalibrationSummary {
+  samples: number;
+  /** Tokens per sequence used. */
+  length: number;
+  /** Tokens per sequence asked for, when the position limit capped it. */
+  requestedLength?: number;
+  positionLimit?: number;
+  seed: number;
+  source: SequenceSource;
+  /** How the sequences were made, in words. */
+  sequences: string;
+  bos?: number;
+  eos?: number;
+  /** Forward passes of the statistics (more than one when layers were split to cap memory). */
+  statisticsPasses: number;
+  timings: { sequencesMs: number; statisticsMs: number };
+}
+
+export interface Calibration {
+  readonly summary: CalibrationSummary;
+  readonly sequences: CalibrationSequences;
+  /** Per source layer. */
+  readonly layers: readonly LayerMoments[];
+}
+
+function positive(value: number | undefined, fallback: number, what: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`calibration ${what} must be a whole number >= 1 (got ${v})`);
+  return v;
+}
+
+/** Resolved S, T (after the position cap) and seed. */
+export function calibrationSettings(model: HfModel, options: CalibrationOptions = {}): { samples: number; length: number; requestedLength: number; positionLimit?: number; seed: number } {
+  const samples = positive(options.samples, DEFAULT_CALIBRATION_SAMPLES, 'samples');
+  const requestedLength = positive(options.length, DEFAULT_CALIBRATION_LENGTH, 'length');
+  const seed = options.seed ?? 0;
+  if (!Number.isInteger(seed)) throw new Error(`calibration seed must be a whole number (got ${seed})`);
+  const limit = calibrationPositionLimit(model.config);
+  const length = limit !== undefined ? Math.min(requestedLength, limit) : requestedLength;
+  if (length < 2) throw new Error(`${model.dir} reads ${limit} positions: too few for calibration sequences`);
+  return { samples, length, requestedLength, ...(limit === undefined ? {} : { positionLimit: limit }), seed };
+}
+
+const cache = new Map<string, Promise<Calibration>>();
+/** Calibrations kept per process: a sweep reuses one; a benchmark over seeds several. */
+const CACHE_ENTRIES = 8;
+
+function cacheKey(model: HfModel, samples: number, length: number, seed: number, maxBytes: number): string {
+  const stat = fs.statSync(model.file);
+  return JSON.stringify([fs.realpathSync(model.file), stat.size, stat.mtimeMs, samples, length, seed, maxBytes]);
+}
+
+/** The calibration of `model` (cached per model file, S, T and seed within the process). */
+export function calibrate(model: HfModel, options: CalibrationOptions = {}): Promise<Calibration> {
+  const settings = calibrationSettings(model, options);
+  const maxBytes = options.maxStatisticsBytes ?? DEFAULT_STATISTICS_BYTES;
+  const key = cacheKey(model, settings.samples, settings.length, settings.seed, maxBytes);
+  const cached = cache.get(key);
+  if (cached) {
+    // Most recently used last.
+    cache.delete(key);
+    cache.set(key, cached);
+    return cached;
+  }
+  const pending = run(model, settings, maxBytes, options);
+  cache.set(key, pending);
+  // A failed calibration is not kept.
+  pending.catch(() => cache.delete(key));
+  while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+  return pending;
+}
+
+/** Forgets every cached calibration (frees their memory). */
+export function clearCalibrationCache(): void {
+  cache.clear();
+}
+
+async function run(
+  model: HfModel,
+  settings: ReturnType<typeof calibrationSettings>,
+  maxBytes: number,
+  options: CalibrationOptions,
+): Promise<Calibration> {
+  const device = options.device ?? 'auto';
+  const started = performance.now();
+  const sequences = await calibrationSequences(model, { samples: settings.samples, length: settings.length, seed: settings.seed, device });
+  const sequencesMs = performance.now() - started;
+  const statsStarted = performance.now();
+  const { layers, passes } = await collectMoments(model, sequences.tokens, sequences.samples, sequences.length, {
+    device,
+    maxBytes,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  const summary: CalibrationSummary = {
+    samples: settings.samples,
+    length: settings.length,
+    ...(settings.requestedLength !== settings.length ? { requestedLength: settings.requestedLength } : {}),
+    ...(settings.positionLimit === undefined ? {} : { positionLimit: settings.positionLimit }),
+    seed: settings.seed,
+    source: sequences.source,
+    sequences: SEQUENCE_SOURCES[sequences.source],
+    ...(sequences.bos === undefined ? {} : { bos: sequences.bos }),
+    ...(sequences.eos === undefined ? {} : { eos: sequences.eos }),
+    statisticsPasses: passes,
+    timings: { sequencesMs, statisticsMs: performance.now() - statsStarted },
+  };
+  return { summary, sequences, layers };
+}

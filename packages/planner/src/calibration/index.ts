@@ -1,0 +1,6 @@
+export * from './calibrate';
+export * from './sequences';
+export * from './statistics';
+export * from './obs';
+export * from './ablation';
+export { cholesky, inverseSpd, solveSpd } from './dense';

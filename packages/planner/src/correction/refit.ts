@@ -1,0 +1,120 @@
+/**
+ * The correction applied after a plan is chosen (`prune({ correction })`, default `refit`): for
+ * each kept layer that loses units, the rows of `down` (FFN) and `o` (attention) that read the
+ * kept units are refitted by least squares on the calibration moments, so the module's output
+ * changes as little as the kept units allow:
+ *
+ *   W_K <- W_K + (C_KK + lambda I)^-1 C_KD W_D,   lambda = 1e-3 tr(C_KK) / |K|
+ *
+ * Where the module has an output bias (GPT-2, BERT), the moments are centred and the bias absorbs
+ * the removed units' mean output: b <- b + mu (W - W'), W' the refitted matrix with the removed
+ * rows zero. It needs only the calibration statistics, so it applies to any selection (random
+ * and magnitude too). `none` writes the sliced weights unchanged.
+ */
+import type { HfModel } from '@zerolm/adapters';
+import { hasPrunableHeads, prunedGraph, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
+import { biasValues, groupRows, outputProjection } from '../calibration/ablation';
+import type { Calibration } from '../calibration/calibrate';
+import { absorbedBias, centred, refitRows, RIDGE } from '../calibration/obs';
+import type { WeightOverride } from '../export/overrides';
+
+export type CorrectionMethod = 'refit' | 'none';
+export const CORRECTIONS: readonly CorrectionMethod[] = ['refit', 'none'];
+export const DEFAULT_CORRECTION: CorrectionMethod = 'refit';
+
+/** What a correction did (JSON-friendly: plan.json records it). */
+export interface CorrectionSummary {
+  method: CorrectionMethod;
+  /** Matrices whose kept rows were refitted (one per pruned `o` or `down`). */
+  matrices?: number;
+  /** Output biases that absorbed the removed units' mean output. */
+  biases?: number;
+  /** lambda / mean diagonal of C_KK. */
+  ridge?: number;
+}
+
+export function checkCorrection(value: string): CorrectionMethod {
+  if (!(CORRECTIONS as readonly string[]).includes(value)) throw new Error(`unknown correction "${value}" (known: ${CORRECTIONS.join(', ')})`);
+  return value as CorrectionMethod;
+}
+
+function refit(
+  second: Float64Array,
+  mean: Float64Array,
+  weights: Float64Array,
+  rows: number,
+  cols: number,
+  kept: readonly number[],
+  bias: Float64Array | undefined,
+): { values: Float64Array; bias?: Float64Array } {
+  const values = refitRows({ second: bias ? centred(second, mean) : second, n: rows, weights, d: cols, kept });
+  return bias ? { values, bias: absorbedBias(bias, mean, weights, cols, kept, values) } : { values };
+}
+
+/**
+ * The least-squares refit of every pruned `o` and `down` of `plan` (layers the plan drops or
+ * leaves whole are not touched), as weight overrides for `exportPrunedModel`.
+ */
+export function refitOverrides(model: HfModel, plan: PrunePlan, calibration: Calibration): WeightOverride[] {
+  const overrides: WeightOverride[] = [];
+  model.graph.layers.forEach((layer, i) => {
+    const lp = plan.layers[i]!;
+    if (lp.dropped) return;
+    const moments = calibration.layers[i]!;
+    if (hasPrunableHeads(layer.attention) && lp.keptGroups.length < layer.attention.kvHeads) {
+      const o = outputProjection(model, i);
+      const kept = lp.keptGroups.flatMap((g) => groupRows(layer, g));
+      overrides.push({ layer: i, role: 'o', ...refit(moments.attention.second, moments.attention.mean, o.weights, o.rows, o.cols, kept, o.bias) });
+    }
+    if (lp.keptNeurons.length < layer.ffn.width) {
+      const down = layer.ffn.matrices.find((m) => m.role === 'down')!;
+      const multiply = model.match.layers[i]!.ffn.down;
+      const bias = multiply.bias ? biasValues(model, multiply.bias.tensor) : undefined;
+      overrides.push({ layer: i, role: 'down', ...refit(moments.ffn.second, moments.ffn.mean, Float64Array.from(down.values()), down.rows, down.cols, lp.keptNeurons, bias) });
+    }
+  });
+  return overrides;
+}
+
+/** What `refitOverrides` did, for plan.json. */
+export function correctionSummary(method: CorrectionMethod, overrides: readonly WeightOverride[]): CorrectionSummary {
+  if (method === 'none') return { method };
+  return { method, matrices: overrides.length, biases: overrides.filter((o) => o.bias !== undefined).length, ridge: RIDGE };
+}
+
+/**
+ * The module graph of the model `exportPrunedModel(dir, plan, out, { overrides })` writes in
+ * fp32: `prunedGraph(graph, plan)` with the overridden rows in place of the sliced ones (rounded
+ * to float32, as the file stores them). Scoring it gives the score `zerolm score` reads from the
+ * export.
+ */
+export function correctedGraph(graph: ModuleGraph, plan: PrunePlan, overrides: readonly WeightOverride[]): ModuleGraph {
+  const pruned = prunedGraph(graph, plan);
+  if (overrides.length === 0) return pruned;
+  const byLayer = new Map<number, WeightOverride[]>();
+  for (const o of overrides) byLayer.set(o.layer, [...(byLayer.get(o.layer) ?? []), o]);
+  // Source index of each layer the pruned graph keeps.
+  const sources = plan.layers.filter((l) => !l.dropped).map((l) => l.index);
+  const replace = (matrices: readonly WeightMatrix[], list: readonly WeightOverride[]) =>
+    matrices.map((m) => {
+      const override = list.find((o) => o.role === m.role);
+      if (!override) return m;
+      if (override.values.length !== m.rows * m.cols) throw new Error(`weight override for ${m.name}: ${override.values.length} values, expected ${m.rows} x ${m.cols}`);
+      let cached: Float32Array | undefined;
+      const { sumOfSquares: _dropped, ...rest } = m;
+      void _dropped;
+      return { ...rest, values: () => (cached ??= Float32Array.from(override.values)) };
+    });
+  return {
+    ...pruned,
+    layers: pruned.layers.map((layer, k) => {
+      const list = byLayer.get(sources[k]!);
+      if (!list) return layer;
+      return {
+        ...layer,
+        attention: { ...layer.attention, matrices: replace(layer.attention.matrices, list) },
+        ffn: { ...layer.ffn, matrices: replace(layer.ffn.matrices, list) },
+      };
+    }),
+  };
+}
