@@ -63,22 +63,23 @@ function keptFractions(space: SearchSpace, of: 'groups' | 'neurons'): number[] {
 }
 
 /**
- * The uniform-width solution: every layer keeps the same fraction of its key-value groups and
- * the same fraction of its FFN neurons (identical layers keep identical counts), the pair of
- * fractions that uses the most of the budget (ties: the higher score). When even the smallest
- * counts do not fit (possible only with `layers`), layers are dropped greedily.
+ * The uniform-width solution, the baseline a search must beat: every layer keeps the same
+ * fraction of its key-value groups, the achievable fraction nearest the budget's (ties: the
+ * larger), and the same fraction of its FFN neurons, the largest that then fits (the FFN takes
+ * what the heads leave). When no layer-uniform choice fits (possible only with `layers`), layers
+ * are dropped greedily.
  */
 export function uniformSolution(space: SearchSpace, budget: Budget): SearchPoint | undefined {
-  let best: SearchPoint | undefined;
-  for (const fg of keptFractions(space, 'groups')) {
-    for (const fn of keptFractions(space, 'neurons')) {
+  const shares = [budget.params / space.fullParams, budget.flops / space.fullFlops].filter((x) => Number.isFinite(x));
+  const target = shares.length > 0 ? Math.min(...shares) : 1;
+  const groupFractions = keptFractions(space, 'groups').sort((a, b) => Math.abs(a - target) - Math.abs(b - target) || b - a);
+  const neuronFractions = keptFractions(space, 'neurons').reverse();
+  for (const fg of groupFractions) {
+    for (const fn of neuronFractions) {
       const state = space.state(uniformGenomeAt(space, fg, fn));
-      if (!fits(state, budget)) continue;
-      const point = pointOf(space, state, 'uniform');
-      if (!best || point.params > best.params || (point.params === best.params && point.score > best.score)) best = point;
+      if (fits(state, budget)) return pointOf(space, state, 'uniform');
     }
   }
-  if (best) return best;
   const state = space.state(uniformGenomeAt(space, 0, 0));
   if (!repair(space, state, budget)) return undefined;
   return pointOf(space, state, 'uniform');
