@@ -34,7 +34,7 @@ describeShared(
       for (const result of Object.values(results)) {
         expect(result.planFile.importance).toMatchObject({ rule: 'self-generated', attention: { method: 'kl', passes } });
         expect(result.planFile.importance.ffn?.every((f) => f.method === 'obs')).toBe(true);
-        expect(result.planFile.calibration).toMatchObject({ samples: 64, length: 64, seed: 0, source: 'self-generated', bos: 2, eos: 3 });
+        expect(result.planFile.calibration).toMatchObject({ samples: 32, length: 64, seed: 0, source: 'self-generated', bos: 2, eos: 3 });
       }
       // The same units either way: only the correction differs.
       expect(results.refit.plan.plan).toEqual(results.none.plan.plan);

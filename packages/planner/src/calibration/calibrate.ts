@@ -13,18 +13,18 @@ import type { Device } from '../runtime/session';
 import { calibrationPositionLimit, calibrationSequences, SEQUENCE_SOURCES, type CalibrationSequences, type SequenceSource } from './sequences';
 import { collectMoments, DEFAULT_STATISTICS_BYTES, type LayerMoments } from './statistics';
 
-export const DEFAULT_CALIBRATION_SAMPLES = 64;
+export const DEFAULT_CALIBRATION_SAMPLES = 32;
 export const DEFAULT_CALIBRATION_LENGTH = 64;
 
 export interface CalibrationOptions {
-  /** Sequences (S, default 64). */
+  /** Sequences (S, default 32). */
   samples?: number;
   /** Tokens per sequence (T, default 64; capped at the model's position limit). */
   length?: number;
   /** Seed of the sampling (default 0; the planner passes its own seed). */
   seed?: number;
   device?: Device;
-  /** Bytes of float64 statistics per pass before layers are split into groups (default 1 GiB). */
+  /** Bytes of float64 statistics per pass before layers are split into groups (default 2 GiB). */
   maxStatisticsBytes?: number;
   onProgress?: (done: number, total: number) => void;
 }

@@ -14,7 +14,7 @@
  * The removal order, reversed, ranks the units (the last removed is the most important), so the
  * kept sets of every size are nested. Work: O(n^3) for the inverse and the downdates together.
  */
-import { inverseSpd, meanDiagonal, solveSpd, subtractProduct } from './dense';
+import { cholesky, forwardSubstitute, inverseSpd, meanDiagonal, solveSpd, subtractProduct } from './dense';
 
 /** Ridge added to C before it is inverted: this fraction of its mean diagonal (1 when C is zero). */
 export const RIDGE = 1e-3;
@@ -93,10 +93,13 @@ export function obsRemovalOrder(problem: ObsProblem): number[] {
       for (let j = 0; j < k; j++) nextH[i * k + j] = h[row + keep[j]!]!;
       nextW.set(w.subarray(p * d, (p + 1) * d), i * d);
     });
-    // Z = H_RR^-1 [H_RK | W_R]; H_KK -= H_KR Z_H, W_K -= H_KR Z_W (H_KR = H_RK^T, so P^T = H_RK).
-    const z = solveSpd(hrr, r, concatColumns(hrk, k, wr, d, r), k + d, 'the OBS downdate block');
-    subtractProduct(nextH, 0, k, k, k, hrk, 0, k, r, z, 0, k + d);
-    subtractProduct(nextW, 0, d, k, d, hrk, 0, k, r, z, k, k + d);
+    // With H_RR = L L^T and [A | V] = L^-1 [H_RK | W_R]: H_KK -= A^T A, W_K -= A^T V (one
+    // triangular solve; A^T is given transposed, so P^T = A).
+    cholesky(hrr, r, 'the OBS downdate block');
+    const z = concatColumns(hrk, k, wr, d, r);
+    forwardSubstitute(hrr, r, z, k + d);
+    subtractProduct(nextH, 0, k, k, k, z, 0, k + d, r, z, 0, k + d);
+    subtractProduct(nextW, 0, d, k, d, z, 0, k + d, r, z, k, k + d);
     h = nextH;
     w = nextW;
     m = k;
@@ -131,9 +134,11 @@ function unitCost(h: Float64Array, m: number, w: Float64Array, d: number, block:
     block.forEach((q, j) => (hbb[i * b + j] = h[p * m + q]!));
     wb.set(w.subarray(p * d, (p + 1) * d), i * d);
   });
-  const x = solveSpd(hbb, b, wb, d, 'an OBS unit block');
+  // With [H^-1]_BB = L L^T, the cost is ||L^-1 W_B||_F^2: one triangular solve, not two.
+  cholesky(hbb, b, 'an OBS unit block');
+  forwardSubstitute(hbb, b, wb, d);
   let cost = 0;
-  for (let i = 0; i < wb.length; i++) cost += wb[i]! * x[i]!;
+  for (let i = 0; i < wb.length; i++) cost += wb[i]! * wb[i]!;
   return cost;
 }
 

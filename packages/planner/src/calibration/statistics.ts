@@ -4,9 +4,9 @@
  * concatenated per-head context), over every position of the calibration sequences.
  *
  * A copy of the fp32 graph gets extra outputs that reduce those tensors inside onnxruntime, per
- * batch of about 512 rows: the sum of x and the sum of (x - m)(x - m)^T about the batch mean m
+ * batch of about 1024 rows: the sum of x and the sum of (x - m)(x - m)^T about the batch mean m
  * (float32, accurate to the features' spread); batches are combined in float64 as
- * E[x x^T] = sum over batches of (G + n m m^T) / N. When all layers' matrices would exceed `maxBytes` (default 1 GiB), layers are taken in
+ * E[x x^T] = sum over batches of (G + n m m^T) / N. When all layers' matrices would exceed `maxBytes` (default 2 GiB), layers are taken in
  * groups, one forward pass over the sequences per group.
  */
 import type { HfModel } from '@zerolm/adapters';
@@ -35,14 +35,14 @@ export interface LayerMoments {
 
 export interface StatisticsOptions {
   device?: Device;
-  /** Bytes of float64 matrices accumulated per pass (default 1 GiB). */
+  /** Bytes of float64 matrices accumulated per pass (default 2 GiB). */
   maxBytes?: number;
-  /** Rows (tokens) per onnxruntime run (default 512). */
+  /** Rows (tokens) per onnxruntime run (default 1024). */
   rowsPerBatch?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
-export const DEFAULT_STATISTICS_BYTES = 2 ** 30;
+export const DEFAULT_STATISTICS_BYTES = 2 ** 31;
 
 interface Accumulator {
   dim: number;
@@ -84,7 +84,7 @@ export async function collectMoments(
   options: StatisticsOptions = {},
 ): Promise<{ layers: LayerMoments[]; passes: number }> {
   const groups = layerGroups(model, options.maxBytes ?? DEFAULT_STATISTICS_BYTES);
-  const perRun = Math.max(1, Math.min(samples, Math.floor((options.rowsPerBatch ?? 512) / length)));
+  const perRun = Math.max(1, Math.min(samples, Math.floor((options.rowsPerBatch ?? 1024) / length)));
   const runs = Math.ceil(samples / perRun);
   const layers: LayerMoments[] = new Array(model.graph.layers.length);
   let done = 0;

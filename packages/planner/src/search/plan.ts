@@ -69,7 +69,7 @@ export interface PlanOptions {
   importance?: string | UnitImportance;
   /** The model folder `graph` was loaded from (`loadHfModel(dir)`), for rules that run the model. */
   model?: HfModel;
-  /** Calibration of model rules: sequences S (default 64), tokens T (default 64), seed (default `seed`). */
+  /** Calibration of model rules: sequences S (default 32), tokens T (default 64), seed (default `seed`). */
   calibration?: Omit<CalibrationOptions, 'device' | 'onProgress'>;
   measure?: CapacityMeasure | string;
   /** Attention/FFN balance in [0, 1] (default 0.5). */
