@@ -1,4 +1,4 @@
-import { defaultProductKernels, drawMatrix, Rng, singularValues } from '@zerolm/core';
+import { defaultProductKernels, drawMatrix, Rng, singularValues, subtractMatrixProduct } from '@zerolm/core';
 import {
   packColumnStrips,
   packRowStrips,
@@ -299,5 +299,64 @@ describe('singularValues: WebAssembly and TypeScript kernels agree', () => {
     }
     const matrix = { rows: 2, cols: 2, data: Float64Array.of(1, 0, 0, 1) };
     expect(() => singularValues(matrix, { kernels: 'gpu' as never })).toThrow(/kernels must be 'auto', 'wasm-simd' or 'typescript', got gpu/);
+  });
+});
+
+describe('subtractMatrixProduct (plain arrays, for callers outside the reduction)', () => {
+  /** C -= P Q the plain way, in the same index order. */
+  function naive(c: Float64Array, cOffset: number, ldc: number, rows: number, cols: number, pt: Float64Array, ptOffset: number, ldpt: number, depth: number, q: Float64Array, qOffset: number, ldq: number): void {
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        let sum = 0;
+        for (let k = 0; k < depth; k++) sum += pt[ptOffset + k * ldpt + i]! * q[qOffset + k * ldq + j]!;
+        c[cOffset + i * ldc + j] -= sum;
+      }
+    }
+  }
+
+  function withKernels<T>(noWasm: boolean, run: () => T): T {
+    const saved = process.env['ZEROLM_NO_WASM'];
+    try {
+      if (noWasm) process.env['ZEROLM_NO_WASM'] = '1';
+      else delete process.env['ZEROLM_NO_WASM'];
+      return run();
+    } finally {
+      if (saved === undefined) delete process.env['ZEROLM_NO_WASM'];
+      else process.env['ZEROLM_NO_WASM'] = saved;
+    }
+  }
+
+  // Shapes with edge rows and columns, a depth past one slice (256), offsets and wider strides;
+  // the first ones are below the size that goes to WebAssembly.
+  const shapes = [
+    { rows: 3, cols: 5, depth: 2 },
+    { rows: 9, cols: 7, depth: 300 },
+    { rows: 70, cols: 65, depth: 257 },
+    { rows: 128, cols: 96, depth: 64 },
+  ];
+  it.each(shapes)('matches the plain product at $rows x $cols x $depth, identically with both kernels', ({ rows, cols, depth }) => {
+    const rng = new Rng(rows * 1000 + cols);
+    const ldc = cols + 3;
+    const ldpt = rows + 2;
+    const ldq = cols + 1;
+    const [cOffset, ptOffset, qOffset] = [5, 7, 11];
+    const random = (length: number) => Float64Array.from({ length }, () => rng.normal());
+    const c = random(cOffset + rows * ldc);
+    const pt = random(ptOffset + depth * ldpt);
+    const q = random(qOffset + depth * ldq);
+    const expected = Float64Array.from(c);
+    naive(expected, cOffset, ldc, rows, cols, pt, ptOffset, ldpt, depth, q, qOffset, ldq);
+    const results = [false, true].map((noWasm) =>
+      withKernels(noWasm, () => {
+        const out = Float64Array.from(c);
+        subtractMatrixProduct(out, cOffset, ldc, rows, cols, pt, ptOffset, ldpt, depth, q, qOffset, ldq);
+        return out;
+      }),
+    );
+    expect(relativeDifference(results[0]!, expected)).toBeLessThan(1e-13);
+    expect(Array.from(results[0]!)).toEqual(Array.from(results[1]!));
+    // Entries outside the block are untouched.
+    for (let i = 0; i < cOffset; i++) expect(results[0]![i]).toBe(c[i]);
+    for (let i = 0; i < rows; i++) for (let j = cols; j < ldc && cOffset + i * ldc + j < c.length; j++) expect(results[0]![cOffset + i * ldc + j]).toBe(c[cOffset + i * ldc + j]);
   });
 });

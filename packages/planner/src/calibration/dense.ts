@@ -1,137 +1,16 @@
 /**
- * Dense float64 linear algebra for the calibration statistics: row-major matrices, a
- * register-tiled product kernel, a blocked Cholesky factorization, and what the importance rule
- * and the correction build on it (solves and inverses of symmetric positive definite matrices).
+ * Dense float64 linear algebra for the calibration statistics: row-major matrices, a blocked
+ * Cholesky factorization, and what the importance rule and the correction build on it (solves
+ * and inverses of symmetric positive definite matrices).
  *
  * Almost all of the work of a blocked factorization or an OBS downdate is one product shape,
- * `C -= P Q` with P given transposed; it runs on 4 x 4 tiles that load 8 numbers for 16
- * multiply-adds, which is what lets plain JavaScript reach several GFlop/s (the same scheme as
- * the singular-value kernels of @zerolm/core, which that package does not export).
+ * `C -= P Q` with P given transposed: `subtractMatrixProduct` of @zerolm/core, the tiled kernels of
+ * its singular-value reduction (WebAssembly SIMD where it runs).
  */
+import { subtractMatrixProduct } from '@zerolm/core';
 
-/** Rows of C handled per pass of the tiled kernel, so a strip of packed Q stays in cache. */
-const ROW_BLOCK = 64;
 /** Block size of the factorization and the triangular solves. */
 const BLOCK = 64;
-
-/**
- * C -= P Q on the `rows x cols` block of `c` at `cOffset` (row stride `ldc`). P is `rows x depth`,
- * given as its transpose `pt` (`depth x rows`, row stride `ldpt`, starting at `ptOffset`); Q is
- * `depth x cols` (row stride `ldq`, starting at `qOffset`).
- */
-export function subtractProduct(
-  c: Float64Array,
-  cOffset: number,
-  ldc: number,
-  rows: number,
-  cols: number,
-  pt: Float64Array,
-  ptOffset: number,
-  ldpt: number,
-  depth: number,
-  q: Float64Array,
-  qOffset: number,
-  ldq: number,
-): void {
-  if (rows <= 0 || cols <= 0 || depth <= 0) return;
-  // Long products go in slices of the inner index, so the rows of P^T and Q a tile reads stay in cache.
-  for (let k0 = 0; k0 < depth; k0 += DEPTH_BLOCK) {
-    const k1 = Math.min(depth, k0 + DEPTH_BLOCK);
-    subtractProductSlice(c, cOffset, ldc, rows, cols, pt, ptOffset + k0 * ldpt, ldpt, k1 - k0, q, qOffset + k0 * ldq, ldq);
-  }
-}
-
-/** Inner-index slice of the product: at most DEPTH_BLOCK deep. */
-const DEPTH_BLOCK = 256;
-
-function subtractProductSlice(
-  c: Float64Array,
-  cOffset: number,
-  ldc: number,
-  rows: number,
-  cols: number,
-  pt: Float64Array,
-  ptOffset: number,
-  ldpt: number,
-  depth: number,
-  q: Float64Array,
-  qOffset: number,
-  ldq: number,
-): void {
-  const strips = cols >> 2;
-  const fullCols = strips * 4;
-  const fullRows = rows - (rows % 4);
-  // Q packed into strips of 4 columns, read sequentially by the tiles; P^T's 4-row groups likewise.
-  const packed = new Float64Array(strips * depth * 4);
-  for (let s = 0; s < strips; s++) {
-    let p = s * depth * 4;
-    for (let k = 0; k < depth; k++, p += 4) {
-      const from = qOffset + k * ldq + 4 * s;
-      packed[p] = q[from]!;
-      packed[p + 1] = q[from + 1]!;
-      packed[p + 2] = q[from + 2]!;
-      packed[p + 3] = q[from + 3]!;
-    }
-  }
-  const left = new Float64Array(ROW_BLOCK * depth);
-  for (let i0 = 0; i0 < fullRows; i0 += ROW_BLOCK) {
-    const i1 = Math.min(fullRows, i0 + ROW_BLOCK);
-    for (let i = i0; i < i1; i += 4) {
-      let p = (i - i0) * depth;
-      for (let k = 0, from = ptOffset + i; k < depth; k++, p += 4, from += ldpt) {
-        left[p] = pt[from]!;
-        left[p + 1] = pt[from + 1]!;
-        left[p + 2] = pt[from + 2]!;
-        left[p + 3] = pt[from + 3]!;
-      }
-    }
-    for (let s = 0; s < strips; s++) {
-      const strip = s * depth * 4;
-      for (let i = i0; i < i1; i += 4) {
-        let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-        let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-        let pq = strip;
-        let pp = (i - i0) * depth;
-        for (let k = 0; k < depth; k++, pq += 4, pp += 4) {
-          const b0 = packed[pq]!, b1 = packed[pq + 1]!, b2 = packed[pq + 2]!, b3 = packed[pq + 3]!;
-          const x0 = left[pp]!, x1 = left[pp + 1]!, x2 = left[pp + 2]!, x3 = left[pp + 3]!;
-          s00 += x0 * b0; s01 += x0 * b1; s02 += x0 * b2; s03 += x0 * b3;
-          s10 += x1 * b0; s11 += x1 * b1; s12 += x1 * b2; s13 += x1 * b3;
-          s20 += x2 * b0; s21 += x2 * b1; s22 += x2 * b2; s23 += x2 * b3;
-          s30 += x3 * b0; s31 += x3 * b1; s32 += x3 * b2; s33 += x3 * b3;
-        }
-        let o = cOffset + i * ldc + 4 * s;
-        c[o] -= s00; c[o + 1] -= s01; c[o + 2] -= s02; c[o + 3] -= s03;
-        o += ldc;
-        c[o] -= s10; c[o + 1] -= s11; c[o + 2] -= s12; c[o + 3] -= s13;
-        o += ldc;
-        c[o] -= s20; c[o + 1] -= s21; c[o + 2] -= s22; c[o + 3] -= s23;
-        o += ldc;
-        c[o] -= s30; c[o + 1] -= s31; c[o + 2] -= s32; c[o + 3] -= s33;
-      }
-    }
-  }
-  // Edges: the last columns of every row, then the last rows.
-  if (fullCols < cols) {
-    for (let i = 0; i < fullRows; i++) {
-      const row = cOffset + i * ldc;
-      for (let col = fullCols; col < cols; col++) {
-        let sum = 0;
-        for (let k = 0, pp = ptOffset + i, pq = qOffset + col; k < depth; k++, pp += ldpt, pq += ldq) sum += pt[pp]! * q[pq]!;
-        c[row + col] -= sum;
-      }
-    }
-  }
-  for (let i = fullRows; i < rows; i++) {
-    const row = cOffset + i * ldc;
-    for (let k = 0; k < depth; k++) {
-      const x = pt[ptOffset + k * ldpt + i]!;
-      if (x === 0) continue;
-      const from = qOffset + k * ldq;
-      for (let col = 0; col < cols; col++) c[row + col] -= x * q[from + col]!;
-    }
-  }
-}
 
 /** The transpose of the `rows x cols` matrix `a` (row-major). */
 export function transpose(a: Float64Array, rows: number, cols: number): Float64Array {
@@ -149,7 +28,7 @@ export function multiply(a: Float64Array, m: number, k: number, b: Float64Array,
   const at = transpose(a, m, k);
   // out -= (-A) B
   for (let i = 0; i < at.length; i++) at[i] = -at[i]!;
-  subtractProduct(out, 0, n, m, n, at, 0, m, k, b, 0, n);
+  subtractMatrixProduct(out, 0, n, m, n, at, 0, m, k, b, 0, n);
   return out;
 }
 
@@ -196,7 +75,7 @@ export function cholesky(a: Float64Array, n: number, what = 'matrix'): void {
     for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = a[(j1 + i) * n + j0 + k]!;
     for (let r0 = 0; r0 < rows; r0 += BLOCK) {
       const r1 = Math.min(rows, r0 + BLOCK);
-      subtractProduct(a, (j1 + r0) * n + j1, n, r1 - r0, r1, pt, r0, rows, width, pt, 0, rows);
+      subtractMatrixProduct(a, (j1 + r0) * n + j1, n, r1 - r0, r1, pt, r0, rows, width, pt, 0, rows);
     }
   }
   for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) a[i * n + j] = 0;
@@ -224,7 +103,7 @@ export function forwardSubstitute(l: Float64Array, n: number, b: Float64Array, m
     const width = i1 - i0;
     const pt = new Float64Array(width * rows);
     for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = l[(i1 + i) * n + i0 + k]!;
-    subtractProduct(b, i1 * m, m, rows, m, pt, 0, rows, width, b, i0 * m, m);
+    subtractMatrixProduct(b, i1 * m, m, rows, m, pt, 0, rows, width, b, i0 * m, m);
   }
 }
 
@@ -245,7 +124,7 @@ export function backSubstitute(l: Float64Array, n: number, b: Float64Array, m: n
     }
     if (i0 === 0) break;
     // Rows above: B[0:i0] -= (L^T)[0:i0, i0:i1] X[i0:i1]; (L^T)[r, k] = L[k, r], so P^T = L[i0:i1, 0:i0].
-    subtractProduct(b, 0, m, i0, m, l, i0 * n, n, i1 - i0, b, i0 * m, m);
+    subtractMatrixProduct(b, 0, m, i0, m, l, i0 * n, n, i1 - i0, b, i0 * m, m);
   }
 }
 
@@ -273,7 +152,7 @@ export function inverseSpd(a: Float64Array, n: number, what = 'matrix'): Float64
     const depth = n - i0;
     const pt = new Float64Array(depth * (i1 - i0));
     for (let k = 0; k < depth; k++) for (let c = i0; c < i1; c++) pt[k * (i1 - i0) + c - i0] = -x[(i0 + k) * n + c]!;
-    subtractProduct(out, i0 * n, n, i1 - i0, i1, pt, 0, i1 - i0, depth, x, i0 * n, n);
+    subtractMatrixProduct(out, i0 * n, n, i1 - i0, i1, pt, 0, i1 - i0, depth, x, i0 * n, n);
   }
   for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) out[i * n + j] = out[j * n + i]!;
   return out;
@@ -303,7 +182,7 @@ function lowerInverse(l: Float64Array, n: number): Float64Array {
     const width = i1 - i0;
     const pt = new Float64Array(width * rows);
     for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = l[(i1 + i) * n + i0 + k]!;
-    subtractProduct(x, i1 * n, n, rows, i1, pt, 0, rows, width, x, i0 * n, n);
+    subtractMatrixProduct(x, i1 * n, n, rows, i1, pt, 0, rows, width, x, i0 * n, n);
   }
   return x;
 }

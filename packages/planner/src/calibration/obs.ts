@@ -14,7 +14,8 @@
  * The removal order, reversed, ranks the units (the last removed is the most important), so the
  * kept sets of every size are nested. Work: O(n^3) for the inverse and the downdates together.
  */
-import { cholesky, forwardSubstitute, inverseSpd, meanDiagonal, solveSpd, subtractProduct } from './dense';
+import { subtractMatrixProduct } from '@zerolm/core';
+import { cholesky, forwardSubstitute, inverseSpd, meanDiagonal, solveSpd } from './dense';
 
 /** Ridge added to C before it is inverted: this fraction of its mean diagonal (1 when C is zero). */
 export const RIDGE = 1e-3;
@@ -98,8 +99,8 @@ export function obsRemovalOrder(problem: ObsProblem): number[] {
     cholesky(hrr, r, 'the OBS downdate block');
     const z = concatColumns(hrk, k, wr, d, r);
     forwardSubstitute(hrr, r, z, k + d);
-    subtractProduct(nextH, 0, k, k, k, z, 0, k + d, r, z, 0, k + d);
-    subtractProduct(nextW, 0, d, k, d, z, 0, k + d, r, z, k, k + d);
+    subtractMatrixProduct(nextH, 0, k, k, k, z, 0, k + d, r, z, 0, k + d);
+    subtractMatrixProduct(nextW, 0, d, k, d, z, 0, k + d, r, z, k, k + d);
     h = nextH;
     w = nextW;
     m = k;
@@ -180,7 +181,7 @@ export function refitRows(problem: RefitProblem): Float64Array {
     for (let c = 0; c < d; c++) wd[i * d + c] = weights[r * d + c]!;
   });
   const rhs = new Float64Array(k * d);
-  subtractProduct(rhs, 0, d, k, d, negCdk, 0, k, dropped.length, wd, 0, d);
+  subtractMatrixProduct(rhs, 0, d, k, d, negCdk, 0, k, dropped.length, wd, 0, d);
   const delta = solveSpd(regularized(ckk, k, problem.ridge), k, rhs, d, 'the regularized second moment of the kept units');
   for (let i = 0; i < out.length; i++) out[i] += delta[i]!;
   return out;
