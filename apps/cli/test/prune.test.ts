@@ -23,7 +23,8 @@ describe('zerolm prune', () => {
       expect(fs.existsSync(path.join(out, file))).toBe(true);
     }
     const plan = JSON.parse(fs.readFileSync(path.join(out, 'plan.json'), 'utf8'));
-    const scored = JSON.parse(runCli(['score', out, '--json']).stdout);
+    const scored = JSON.parse(runCli(['score', out, '--json', '--measure', plan.measure]).stdout);
+    expect(plan.measure).toBe('nuclear-bound');
     expect(Math.abs(scored.score / plan.score.after - 1)).toBeLessThan(1e-4);
     expect(scored.params.modules).toBe(plan.params.after);
   });
@@ -49,7 +50,7 @@ describe('zerolm prune', () => {
     const result = runCli(['prune', fixturePath('bert-tiny'), '--out', out, '--target-flops', '0.6', '--plan-only', '--json', '--search', 'greedy']);
     expect(result.code).toBe(0);
     const plan = JSON.parse(result.stdout);
-    expect(plan).toMatchObject({ family: 'bert', measure: 'msv', alpha: 0.5, search: { method: 'greedy' } });
+    expect(plan).toMatchObject({ family: 'bert', measure: 'nuclear-bound', alpha: 0.5, search: { method: 'greedy' } });
     expect(plan.flops.after).toBeLessThanOrEqual(plan.budget.flops);
     expect(plan.layers[0]).toEqual(expect.objectContaining({ keptGroups: expect.any(Array), keptNeurons: expect.any(Array) }));
     expect(plan.out).toBeUndefined();

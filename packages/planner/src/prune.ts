@@ -4,7 +4,7 @@
  * smaller model folder that transformers.js loads unchanged, with `plan.json` beside it.
  */
 import { loadHfModel, type HfModel } from '@zerolm/adapters';
-import { graphCapacity, moduleParams, prunedGraph, scoreReport, type ModuleGraph, type PrunePlan } from '@zerolm/core';
+import { graphCapacity, moduleParams, prunedGraph, resolveMeasure, scoreReport, type ModuleGraph, type PrunePlan } from '@zerolm/core';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -25,7 +25,7 @@ import {
 import { exportPrunedModel, type ExportResult, type WeightOverride } from './export';
 import type { ImportanceDetails } from './scoring/importance';
 import type { Device } from './runtime/session';
-import { planPrune, type PlanOptions, type PlanResult } from './search/plan';
+import { DEFAULT_PRUNE_MEASURE, planPrune, type PlanOptions, type PlanResult } from './search/plan';
 
 export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {
   /** Output folder (required unless `planOnly`). */
@@ -296,7 +296,7 @@ export async function pruneSweep(modelDir: string, options: SweepOptions): Promi
   }
   const comparison = await compareModels(modelDir, variants.map((v) => v.dir), {
     device: options.device,
-    measure: typeof options.measure === 'string' ? options.measure : options.measure?.name,
+    measure: resolveMeasure(options.measure ?? DEFAULT_PRUNE_MEASURE).name,
     alpha: options.alpha,
     ...compare,
   });

@@ -4,7 +4,7 @@ import {
   fillTable,
   gatherTable,
   maskLayout,
-  msvTable,
+  sumOfSquaresTable,
   openOnnxMaskScorer,
   openScoring,
   planFromCounts,
@@ -27,22 +27,22 @@ function randomCounts(graph: ModuleGraph, rng: Rng): LayerCounts[] {
   return graph.layers.map((layer) => ({ groups: 1 + rng.int(layer.attention.kvHeads), neurons: 1 + rng.int(layer.ffn.width), dropped: false }));
 }
 
-describe('mask scoring: TypeScript reference and onnxruntime', () => {
-  it.each(graphsUnderTest())('%s: masked scores equal scoreReport of the pruned graph (TS) and onnxruntime agrees within 1e-4', async (_name, graph) => {
+describe.each(['msv', 'nuclear-bound'])('measures from ||W||_F^2 (%s): TypeScript reference, onnxruntime and tables', (MEASURE) => {
+  it.each(graphsUnderTest())(`${MEASURE}, %s: masked scores equal scoreReport of the pruned graph (TS) and onnxruntime agrees within 1e-4`, async (_name, graph) => {
     const layout = maskLayout(graph);
     const rng = new Rng(`masks/${graph.name}`);
     const plans = Array.from({ length: 12 }, (_, i) => randomPlan(graph, rng, { drop: i % 3 === 0 }));
     const masks = new Float32Array(plans.length * layout.units);
     plans.forEach((plan, row) => writePlanMask(layout, plan.layers, masks, row));
-    const ts = scoreMasksTs(layout, masks, plans.length, ALPHA);
-    const scorer = await openOnnxMaskScorer(layout, { alpha: ALPHA });
+    const ts = scoreMasksTs(layout, masks, plans.length, ALPHA, MEASURE);
+    const scorer = await openOnnxMaskScorer(layout, { alpha: ALPHA, measure: MEASURE });
     try {
       expect(['cpu', 'cuda']).toContain(scorer.provider);
       const ort = await scorer.score(masks, plans.length);
       plans.forEach((plan, b) => {
         const pruned = prunedGraph(graph, plan);
-        const linear = scoreReport(pruned, { measure: 'msv', alpha: ALPHA }).score;
-        const log = scoreReport(pruned, { measure: 'msv', alpha: ALPHA, variant: 'log' }).score;
+        const linear = scoreReport(pruned, { measure: MEASURE, alpha: ALPHA }).score;
+        const log = scoreReport(pruned, { measure: MEASURE, alpha: ALPHA, variant: 'log' }).score;
         expect(relativeError(ts.linear[b]!, linear)).toBeLessThan(1e-12);
         expect(relativeError(ts.log[b]!, log)).toBeLessThan(1e-12);
         expect(relativeError(ort.linear[b]!, linear)).toBeLessThan(1e-4);
@@ -56,28 +56,21 @@ describe('mask scoring: TypeScript reference and onnxruntime', () => {
     }
   });
 
-  it('rejects a mask buffer too small for the batch', async () => {
-    const layout = maskLayout(fixtureGraph('bert-planted'));
-    expect(() => scoreMasksTs(layout, new Float32Array(layout.units), 2, 0.5)).toThrow(/too few for 2 rows/);
-  });
-});
-
-describe('capacity tables', () => {
-  it.each(graphsUnderTest())('%s: msv table, gathered table and the onnxruntime-filled table match graphCapacity of pruned graphs', async (_name, graph) => {
+  it.each(graphsUnderTest())(`${MEASURE}, %s: sum-of-squares table, gathered table and the onnxruntime-filled table match graphCapacity of pruned graphs`, async (_name, graph) => {
     const ranking = rankUnits(graph);
     const allowed = allowedCounts(graph, ['heads', 'ffn'], 4);
-    const exact = msvTable(graph, ranking);
-    const gathered = gatherTable(graph, ranking, (await import('@zerolm/core')).getMeasure('msv'));
+    const exact = sumOfSquaresTable(graph, ranking, MEASURE);
+    const gathered = gatherTable(graph, ranking, (await import('@zerolm/core')).getMeasure(MEASURE));
     const layout = maskLayout(graph);
-    const scorer = await openOnnxMaskScorer(layout, { alpha: ALPHA });
+    const scorer = await openOnnxMaskScorer(layout, { alpha: ALPHA, measure: MEASURE });
     const { table: filled, rows } = await fillTable(scorer, ranking, allowed, { batchSize: 5 });
     await scorer.close();
     expect(rows).toBe(Math.max(...allowed.map((a) => Math.max(a.groups.length, a.neurons.length))));
-    const { table: filledTs } = await fillTable(typescriptMaskScorer(layout, ALPHA), ranking, allowed);
+    const { table: filledTs } = await fillTable(typescriptMaskScorer(layout, ALPHA, MEASURE), ranking, allowed);
     const rng = new Rng('tables');
     for (let trial = 0; trial < 6; trial++) {
       const counts = allowed.map((a) => ({ groups: a.groups[rng.int(a.groups.length)]!, neurons: a.neurons[rng.int(a.neurons.length)]!, dropped: false }));
-      const capacity = graphCapacity(prunedGraph(graph, planFromCounts(ranking, counts)), { measure: 'msv' });
+      const capacity = graphCapacity(prunedGraph(graph, planFromCounts(ranking, counts)), { measure: MEASURE });
       counts.forEach((c, l) => {
         const a = capacity.layers[l]!.attention.capacity;
         const f = capacity.layers[l]!.ffn.capacity;
@@ -93,6 +86,16 @@ describe('capacity tables', () => {
     expect(() => filled.ffn(0, 3)).toThrow(/no capacity scored for layer 0 keeping 3 neurons/);
   });
 
+});
+
+describe('mask scoring: TypeScript reference and onnxruntime', () => {
+  it('rejects a mask buffer too small for the batch', async () => {
+    const layout = maskLayout(fixtureGraph('bert-planted'));
+    expect(() => scoreMasksTs(layout, new Float32Array(layout.units), 2, 0.5)).toThrow(/too few for 2 rows/);
+  });
+});
+
+describe('capacity tables', () => {
   it.each(['nuclear', 'erank'])('the gathered %s table equals graphCapacity of pruned graphs (per layer and kept count)', async (measureName) => {
     const { getMeasure } = await import('@zerolm/core');
     const graph = fixtureGraph('llama-planted');

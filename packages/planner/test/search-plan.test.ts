@@ -1,6 +1,6 @@
 import { specToGraph } from '@zerolm/adapters';
 import { countParams, prunedGraph, scoreReport, validatePlan, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
-import { graphFlops, planFromCounts, planPrune, type PlanOptions, type PlanResult } from '../src';
+import { DEFAULT_PRUNE_MEASURE, graphFlops, planFromCounts, planPrune, type PlanOptions, type PlanResult } from '../src';
 import { fixtureGraph, mixedMixerGraph, PLANTED, relativeError } from './search-helpers';
 
 function expectConsistent(graphName: string, result: PlanResult, options: { tolerance: number; measure?: string; variant?: 'linear' | 'log'; alpha?: number }): void {
@@ -8,9 +8,9 @@ function expectConsistent(graphName: string, result: PlanResult, options: { tole
   validatePlan(graph, result.plan);
   const pruned = prunedGraph(graph, result.plan);
   // The planner's score of its plan is what `zerolm score` reports for the pruned model.
-  const report = scoreReport(pruned, { measure: options.measure ?? 'msv', alpha: options.alpha ?? 0.5, variant: options.variant ?? 'linear' });
+  const report = scoreReport(pruned, { measure: options.measure ?? DEFAULT_PRUNE_MEASURE, alpha: options.alpha ?? 0.5, variant: options.variant ?? 'linear' });
   expect(relativeError(result.score.after, report.score)).toBeLessThan(options.tolerance);
-  const full = scoreReport(graph, { measure: options.measure ?? 'msv', alpha: options.alpha ?? 0.5, variant: options.variant ?? 'linear' });
+  const full = scoreReport(graph, { measure: options.measure ?? DEFAULT_PRUNE_MEASURE, alpha: options.alpha ?? 0.5, variant: options.variant ?? 'linear' });
   expect(relativeError(result.score.before, full.score)).toBeLessThan(options.tolerance);
   expect(result.params.after).toBe(countParams(pruned).modules);
   expect(result.params.before).toBe(countParams(graph).modules);
@@ -246,7 +246,7 @@ describe('token mixers without prunable heads', () => {
     const graph = mixedMixerGraph();
     const result = await planPrune(graph, { targetParams: 0.6, backend: 'auto', evals: 300, granularity: 'heads,ffn,layers' });
     const pruned = prunedGraph(graph, result.plan);
-    expect(relativeError(result.score.after, scoreReport(pruned).score)).toBeLessThan(1e-4);
+    expect(relativeError(result.score.after, scoreReport(pruned, { measure: result.measure }).score)).toBeLessThan(1e-4);
     expect(countParams(pruned).modules).toBe(result.params.after);
     expect(result.params.after).toBeLessThanOrEqual(result.params.budget!);
     expect(graphFlops(pruned)).toBe(result.flops.after);

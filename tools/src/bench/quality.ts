@@ -8,12 +8,13 @@
  * - uniform per-layer widths (the planner's `uniform` search: every layer keeps the same counts):
  *   unit importance `random` (median and range over `--seeds` seeds), `magnitude`, and the default
  *   rule, each with `--correction none` and with the default correction (`refit`);
- * - the default rule with the per-layer widths of the ZeroLM search, against uniform widths, with
- *   the default correction.
+ * - the default rule with the per-layer widths of the ZeroLM search, under the planner's default
+ *   measure (`nuclear-bound`) and under the paper's `msv`, against uniform widths, with the
+ *   default correction.
  *
  *   npm run bench:quality [-- --models-dir DIR] [--budgets 0.75,0.5] [--seeds 5] [--max-windows N]
  */
-import { compareModels, DEFAULT_CORRECTION, DEFAULT_IMPORTANCE, listImportances, prune, type CorrectionMethod, type SearchMethod } from '@zerolm/planner';
+import { compareModels, DEFAULT_CORRECTION, DEFAULT_IMPORTANCE, DEFAULT_PRUNE_MEASURE, listImportances, prune, type CorrectionMethod, type SearchMethod } from '@zerolm/planner';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -37,7 +38,8 @@ export interface QualityRow {
   budget: number;
   /** The importance rule (`unpruned` for the source model). */
   variant: string;
-  widths: 'uniform' | 'search' | 'full';
+  /** `uniform`, `search (<measure>)` (the ZeroLM search's widths under that measure) or `full`. */
+  widths: string;
   correction: CorrectionMethod | 'full';
   /** Attention+FFN parameters kept, as a fraction of the full model's. */
   kept: number;
@@ -62,7 +64,7 @@ interface Variant {
   dir: string;
   budget: number;
   importance: string;
-  widths: 'uniform' | 'search';
+  widths: string;
   correction: CorrectionMethod;
   kept: number;
   seconds: number;
@@ -79,11 +81,13 @@ export async function runQualityBench(options: QualityOptions, context: QualityC
       const text = path.join(source, 'heldout.txt');
       if (!fs.existsSync(text)) throw new Error(`no heldout.txt in ${source}`);
       const variants: Variant[] = [];
-      const make = async (budget: number, importance: string, widths: 'uniform' | 'search', correction: CorrectionMethod, seed: number) => {
-        const dir = path.join(work, name, `${importance}-${widths}-${correction}-${budget}-${seed}`);
-        const search: SearchMethod = widths === 'search' ? 'evolutionary' : 'uniform';
+      /** `searchMeasure`: the ZeroLM search's widths under that measure; absent: uniform widths. */
+      const make = async (budget: number, importance: string, correction: CorrectionMethod, seed: number, searchMeasure?: string) => {
+        const widths = searchMeasure === undefined ? 'uniform' : `search (${searchMeasure})`;
+        const dir = path.join(work, name, `${importance}-${searchMeasure ?? 'uniform'}-${correction}-${budget}-${seed}`);
+        const search: SearchMethod = searchMeasure === undefined ? 'uniform' : 'evolutionary';
         const started = performance.now();
-        const result = await prune(source, { targetParams: budget, importance, search, seed, correction, out: dir });
+        const result = await prune(source, { targetParams: budget, importance, search, seed, correction, out: dir, ...(searchMeasure ? { measure: searchMeasure } : {}) });
         variants.push({
           dir,
           budget,
@@ -96,10 +100,10 @@ export async function runQualityBench(options: QualityOptions, context: QualityC
       };
       for (const budget of options.budgets) {
         for (const correction of CORRECTIONS) {
-          for (let seed = 0; seed < options.seeds; seed++) await make(budget, 'random', 'uniform', correction, seed);
-          for (const rule of rules) await make(budget, rule, 'uniform', correction, 0);
+          for (let seed = 0; seed < options.seeds; seed++) await make(budget, 'random', correction, seed);
+          for (const rule of rules) await make(budget, rule, correction, 0);
         }
-        await make(budget, DEFAULT_IMPORTANCE, 'search', DEFAULT_CORRECTION, 0);
+        for (const measure of new Set([DEFAULT_PRUNE_MEASURE, 'msv'])) await make(budget, DEFAULT_IMPORTANCE, DEFAULT_CORRECTION, 0, measure);
         log(`  ${name} ${budget}: exported ${variants.length} variants so far`);
       }
       const report = await compareModels(source, variants.map((v) => v.dir), {

@@ -3,6 +3,7 @@ import {
   CORRECTIONS,
   DEFAULT_CALIBRATION_LENGTH,
   DEFAULT_CALIBRATION_SAMPLES,
+  DEFAULT_PRUNE_MEASURE,
   DEFAULT_CORRECTION,
   DEFAULT_FIDELITY_METRIC,
   DEFAULT_IMPORTANCE,
@@ -116,7 +117,11 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
         describe: 'tokens per calibration sequence (capped at the positions the model was trained on)',
         coerce: positiveInteger('calibration-length'),
       })
-      .option('measure', measureOption)
+      .option('measure', {
+        ...measureOption,
+        default: DEFAULT_PRUNE_MEASURE,
+        describe: 'capacity measure the search maximises (nuclear-bound: only falls as units go; msv, the paper\'s, rises as weak units go and empties layers)',
+      })
       .option('alpha', alphaOption)
       .option('variant', variantOption)
       .option('fill-budget', {

@@ -1,13 +1,14 @@
 /**
  * Chooses how the planner's capacity table is filled: onnxruntime (CUDA, else CPU) scoring
- * batches of masks for `msv`, TypeScript otherwise, and says which provider scored and why.
+ * batches of masks for `msv` and `nuclear-bound`, TypeScript otherwise, and says which provider
+ * scored and why.
  */
 import { resolveMeasure, type CapacityMeasure, type ModuleGraph } from '@zerolm/core';
 import { performance } from 'perf_hooks';
 import type { Device, Provider } from '../runtime/session';
-import { gatherTable, msvTable, type CapacityTable } from './capacity-table';
+import { gatherTable, sumOfSquaresTable, type CapacityTable } from './capacity-table';
 import { maskLayout } from './masks';
-import { fillTable, openOnnxMaskScorer, type AllowedCounts } from './onnx-scorer';
+import { fillTable, ONNX_SCORED_MEASURES, openOnnxMaskScorer, type AllowedCounts } from './onnx-scorer';
 import type { UnitRanking } from './ranking';
 
 export type ScoringBackend = 'auto' | 'onnxruntime' | 'typescript';
@@ -53,22 +54,22 @@ export async function openScoring(
   }
   const measure = resolveMeasure(options.measure);
   const done = (setup: Omit<ScoringSetup, 'ms'>): ScoringSetup => ({ ...setup, ms: performance.now() - started });
-  if (measure.name !== 'msv') {
+  if (!ONNX_SCORED_MEASURES.includes(measure.name)) {
     const reason = `measure "${measure.name}" needs singular values, which no ONNX operator computes`;
     if (backend === 'onnxruntime') throw new Error(`cannot score on onnxruntime: ${reason} (use the typescript or auto backend)`);
     return done({ table: gatherTable(graph, ranking, measure), provider: 'typescript', reason, rows: 0 });
   }
   if (backend === 'typescript') {
-    return done({ table: msvTable(graph, ranking), provider: 'typescript', reason: 'typescript backend requested', rows: 0 });
+    return done({ table: sumOfSquaresTable(graph, ranking, measure), provider: 'typescript', reason: 'typescript backend requested', rows: 0 });
   }
   // Outside the fallback: NaN weights are the model's problem, not onnxruntime's.
   const layout = maskLayout(graph);
   let scorer: Awaited<ReturnType<typeof openOnnxMaskScorer>>;
   try {
-    scorer = await openOnnxMaskScorer(layout, { alpha: options.alpha, device: options.device ?? 'auto' });
+    scorer = await openOnnxMaskScorer(layout, { alpha: options.alpha, measure, device: options.device ?? 'auto' });
   } catch (error) {
     if (backend === 'onnxruntime' || options.device === 'cuda') throw error;
-    return done({ table: msvTable(graph, ranking), provider: 'typescript', reason: `onnxruntime could not start: ${message(error)}`, rows: 0 });
+    return done({ table: sumOfSquaresTable(graph, ranking, measure), provider: 'typescript', reason: `onnxruntime could not start: ${message(error)}`, rows: 0 });
   }
   try {
     const { table, rows } = await fillTable(scorer, ranking, allowed, options.batchSize === undefined ? {} : { batchSize: options.batchSize });

@@ -4,9 +4,9 @@
  * on that layer's Attention capacity A_l and FFN capacity F_l only. So every candidate's score is
  * a sum of entries of one table: A_l(kept groups) and F_l(kept neurons). Backends fill it:
  *
- * - `msvTable` (TypeScript, `msv` only): ||W_kept||_F^2 is the sum of the kept units' squared
- *   slice norms, so each entry is a prefix sum over the importance order divided by
- *   min(rows', cols') of the cut matrix; exact in float64.
+ * - `sumOfSquaresTable` (TypeScript, `msv` and `nuclear-bound`): ||W_kept||_F^2 is the sum of the
+ *   kept units' squared slice norms, so each entry is the measure of a prefix sum over the
+ *   importance order and the cut matrix's shape; exact in float64.
  * - `gatherTable` (TypeScript, any measure, the only way for nuclear, logdet, erank, srank):
  *   gathers the kept rows/columns exactly as `prunedGraph` does and applies the measure,
  *   caching each (layer, matrix, kept count), computed on first use.
@@ -27,11 +27,24 @@ import {
   type Layer,
   type ModuleGraph,
   type WeightMatrix,
+  resolveMeasure,
 } from '@zerolm/core';
 import { topUnits, type UnitRanking } from './ranking';
 import { nonFiniteMatrix, squaredFrobenius, unitSliceNorms, type UnitKind } from './unit-norms';
 
 const { min } = Math;
+
+type SumOfSquaresMeasure = CapacityMeasure & Required<Pick<CapacityMeasure, 'fromSumOfSquares'>>;
+
+/**
+ * The measure as a function of ||W||_F^2 and the shape, or an error naming the measures that
+ * have one (the others need singular values: no mask arithmetic gives them).
+ */
+export function sumOfSquaresForm(measure: CapacityMeasure | string | undefined): SumOfSquaresMeasure {
+  const resolved = resolveMeasure(measure);
+  if (!resolved.fromSumOfSquares) throw new Error(`measure "${resolved.name}" needs singular values: masked sub-networks are scored only with msv or nuclear-bound`);
+  return resolved as SumOfSquaresMeasure;
+}
 
 export interface CapacityTable {
   /** Capacity A_l of layer `layer`'s Attention module keeping its `groups` most important kv groups. */
@@ -57,7 +70,7 @@ function checkCapacity(value: number, measure: CapacityMeasure, matrix: WeightMa
   return value;
 }
 
-interface MsvModule {
+interface SumOfSquaresModule {
   /** Capacity of the matrices the units do not cut. */
   constant: number;
   /** Per cut matrix: prefix[k] = squared norm of its slices of the top-k units. */
@@ -67,13 +80,12 @@ interface MsvModule {
   other: number[];
 }
 
-function msvModule(layer: Layer, kind: UnitKind, order: readonly number[]): MsvModule {
+function sumOfSquaresModule(layer: Layer, kind: UnitKind, order: readonly number[], measure: SumOfSquaresMeasure): SumOfSquaresModule {
   const slices = unitSliceNorms(layer, kind);
   let constant = 0;
   for (const m of moduleOf(layer, kind).matrices) {
     if (slices.matrices.includes(m)) continue;
-    const r = min(m.rows, m.cols);
-    constant += r === 0 ? 0 : squaredFrobenius(m) / r;
+    if (min(m.rows, m.cols) > 0) constant += measure.fromSumOfSquares(squaredFrobenius(m), m.rows, m.cols);
   }
   const prefix = slices.norms.map((norms) => {
     const sums = new Float64Array(slices.units + 1);
@@ -84,22 +96,26 @@ function msvModule(layer: Layer, kind: UnitKind, order: readonly number[]): MsvM
   return { constant, prefix, width: slices.width, other };
 }
 
-function msvAt(module: MsvModule, kept: number): number {
+function sumOfSquaresAt(module: SumOfSquaresModule, kept: number, measure: SumOfSquaresMeasure): number {
   let capacity = module.constant;
   for (let i = 0; i < module.prefix.length; i++) {
-    const r = min(module.other[i]!, kept * module.width[i]!);
-    if (r > 0) capacity += module.prefix[i]![kept]! / r;
+    const cut = kept * module.width[i]!;
+    if (min(module.other[i]!, cut) > 0) capacity += measure.fromSumOfSquares(module.prefix[i]![kept]!, cut, module.other[i]!);
   }
   return capacity;
 }
 
-/** The exact `msv` table from per-unit squared norms (no weights kept in memory). */
-export function msvTable(graph: ModuleGraph, ranking: UnitRanking): CapacityTable {
-  const attention = graph.layers.map((layer, l) => msvModule(layer, 'heads', ranking.groups[l]!));
-  const ffn = graph.layers.map((layer, l) => msvModule(layer, 'ffn', ranking.neurons[l]!));
+/**
+ * The exact table of a measure computed from ||W||_F^2 (`msv`, `nuclear-bound`; default `msv`),
+ * from per-unit squared norms (no weights kept in memory).
+ */
+export function sumOfSquaresTable(graph: ModuleGraph, ranking: UnitRanking, measure?: CapacityMeasure | string): CapacityTable {
+  const form = sumOfSquaresForm(measure);
+  const attention = graph.layers.map((layer, l) => sumOfSquaresModule(layer, 'heads', ranking.groups[l]!, form));
+  const ffn = graph.layers.map((layer, l) => sumOfSquaresModule(layer, 'ffn', ranking.neurons[l]!, form));
   return {
-    attention: (layer, groups) => msvAt(attention[layer]!, groups),
-    ffn: (layer, neurons) => msvAt(ffn[layer]!, neurons),
+    attention: (layer, groups) => sumOfSquaresAt(attention[layer]!, groups, form),
+    ffn: (layer, neurons) => sumOfSquaresAt(ffn[layer]!, neurons, form),
   };
 }
 

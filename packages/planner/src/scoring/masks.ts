@@ -1,6 +1,7 @@
 /**
- * Candidates as masks over units, and the `msv` ZeroLM score of a batch of masks in TypeScript
- * (the reference the onnxruntime scorer must agree with).
+ * Candidates as masks over units, and the ZeroLM score of a batch of masks in TypeScript (the
+ * reference the onnxruntime scorer must agree with), for the measures computed from ||W||_F^2
+ * alone (`msv`, `nuclear-bound`).
  *
  * Layout: each layer owns a contiguous run of units, in this order: its kv groups (none when its
  * token mixer has no prunable heads), its FFN neurons, and one "alive" unit that is 1 unless the
@@ -9,11 +10,13 @@
  *
  * For a mask row x, matrix m of the masked sub-network has
  *   ||W'_m||_F^2 = sum_u x_u * squares[u, m]     kept cut dimension = sum_u x_u * widths[u, m]
- *   C(W'_m) = ||W'_m||_F^2 / min(other_m, kept cut dimension)   (0 when that is 0)
+ *   C(W'_m) = measure.fromSumOfSquares(||W'_m||_F^2, kept cut dimension, other_m)
+ *           (msv: ||W'_m||_F^2 / min(other_m, kept), 0 when that is 0; nuclear-bound:
+ *           sqrt(min(other_m, kept) * ||W'_m||_F^2))
  * and A_l, F_l, the linear and log scores follow as in `scoreReport`.
  */
-import { checkAlpha, cutAxis, type LayerPlan, type ModuleGraph } from '@zerolm/core';
-import { isCut, moduleOf } from './capacity-table';
+import { checkAlpha, cutAxis, type CapacityMeasure, type LayerPlan, type ModuleGraph } from '@zerolm/core';
+import { isCut, moduleOf, sumOfSquaresForm } from './capacity-table';
 import type { LayerCounts, UnitRanking } from './ranking';
 import { squaredFrobenius, unitSliceNorms, type UnitKind } from './unit-norms';
 
@@ -146,9 +149,10 @@ export function scoresFromModules(modules: Float64Array, batch: number, layers: 
   return { batch, layers, modules, linear, log };
 }
 
-/** The `msv` scores of `batch` mask rows, in float64 TypeScript. */
-export function scoreMasksTs(layout: MaskLayout, masks: Float32Array, batch: number, alpha: number): MaskScores {
+/** The scores of `batch` mask rows under `measure` (default `msv`), in float64 TypeScript. */
+export function scoreMasksTs(layout: MaskLayout, masks: Float32Array, batch: number, alpha: number, measure?: CapacityMeasure | string): MaskScores {
   checkMasks(layout, masks, batch);
+  const form = sumOfSquaresForm(measure);
   const layers = layout.layers.length;
   const modules = new Float64Array(batch * layers * 2);
   for (let b = 0; b < batch; b++) {
@@ -164,8 +168,7 @@ export function scoreMasksTs(layout: MaskLayout, masks: Float32Array, batch: num
           kept += x * m.widths[u]!;
         }
       }
-      const r = min(m.other, kept);
-      if (r > 0) modules[(b * layers + m.layer) * 2 + (m.kind === 'heads' ? 0 : 1)] += squares / r;
+      if (min(m.other, kept) > 0) modules[(b * layers + m.layer) * 2 + (m.kind === 'heads' ? 0 : 1)] += form.fromSumOfSquares(squares, kept, m.other);
     }
   }
   return scoresFromModules(modules, batch, layers, alpha);

@@ -1,20 +1,23 @@
 /**
  * The onnxruntime scoring backend: a small ONNX graph, built in memory, that takes a batch of
- * unit masks [B, U] and computes the `msv` ZeroLM scores of the masked sub-networks:
+ * unit masks [B, U] and computes the ZeroLM scores of the masked sub-networks:
  *
  *   t       = masks · unit_table                    [B, 2M]  (unit_table [U, 2M]: per unit and matrix,
  *   squares = t[:, :M]   kept = t[:, M:]                      squared slice norm, then cut-axis width)
- *   C       = squares / max(min(kept, other), 1)    [B, M]   (masked ||W||_F^2 / min(rows', cols'))
+ *   r       = min(kept, other)                      [B, M]   (min(rows', cols') of the masked matrix)
+ *   C       = squares / max(r, 1)                   [B, M]   msv: masked ||W||_F^2 / r
+ *           = sqrt(r * squares)                              nuclear-bound
  *   modules = C · module_of_matrix                  [B, 2L]  (A_0, F_0, A_1, ...)
  *   score     = modules · weights                   [B, 1]   (weights: alpha for A_l, 1 - alpha for F_l)
  *   score_log = log(1 + modules) · weights          [B, 1]
  *
  * It runs on `openSession` (CUDA first with `auto`, CPU otherwise). No ONNX operator computes
- * singular values, so only `msv` has this backend; the other measures are scored in TypeScript.
+ * singular values, so only `msv` and `nuclear-bound` have this backend; the other measures are
+ * scored in TypeScript.
  * Arithmetic is float32: scores agree with the float64 TypeScript path to about 1e-6 relative.
  */
-import { checkAlpha } from '@zerolm/core';
-import { DataType, encodeModel, makeGraph, makeModel, makeNode, makeTensor, makeValueInfo } from '@zerolm/onnx';
+import { checkAlpha, resolveMeasure, type CapacityMeasure } from '@zerolm/core';
+import { DataType, encodeModel, makeGraph, makeModel, makeNode, makeTensor, makeValueInfo, type NodeProto } from '@zerolm/onnx';
 import { openSession, ort, type Device, type Provider } from '../runtime/session';
 import { FilledTable } from './capacity-table';
 import { scoresFromModules, checkMasks, scoreMasksTs, writeCountsMask, type MaskLayout, type MaskScores } from './masks';
@@ -29,9 +32,21 @@ export interface MaskScorer {
   close(): Promise<void>;
 }
 
-/** The ONNX model (bytes) that scores mask batches of `layout` with balance `alpha`. */
-export function buildMaskScoringModel(layout: MaskLayout, alpha: number): Uint8Array {
+/** Nodes from `squares` and `rank` (both [B, M]) to `capacity`, per measure onnxruntime scores. */
+const CAPACITY_NODES: Readonly<Record<string, () => NodeProto[]>> = {
+  msv: () => [makeNode('Max', ['rank', 'one'], ['rank_or_one']), makeNode('Div', ['squares', 'rank_or_one'], ['capacity'])],
+  'nuclear-bound': () => [makeNode('Mul', ['squares', 'rank'], ['rank_squares']), makeNode('Sqrt', ['rank_squares'], ['capacity'])],
+};
+
+/** The measures the onnxruntime scorer computes. */
+export const ONNX_SCORED_MEASURES: readonly string[] = Object.keys(CAPACITY_NODES);
+
+/** The ONNX model (bytes) that scores mask batches of `layout` with balance `alpha` under `measure` (default `msv`). */
+export function buildMaskScoringModel(layout: MaskLayout, alpha: number, measure: CapacityMeasure | string = 'msv'): Uint8Array {
   checkAlpha(alpha);
+  const name = resolveMeasure(measure).name;
+  const capacityNodes = CAPACITY_NODES[name];
+  if (!capacityNodes) throw new Error(`onnxruntime scores only ${ONNX_SCORED_MEASURES.join(' and ')}, not "${name}"`);
   const U = layout.units;
   const M = layout.matrices.length;
   const L = layout.layers.length;
@@ -77,8 +92,7 @@ export function buildMaskScoringModel(layout: MaskLayout, alpha: number): Uint8A
       makeNode('Slice', ['t', 'zero', 'm', 'axis1'], ['squares']),
       makeNode('Slice', ['t', 'm', 'two_m', 'axis1'], ['kept']),
       makeNode('Min', ['kept', 'other_dims'], ['rank']),
-      makeNode('Max', ['rank', 'one'], ['rank_or_one']),
-      makeNode('Div', ['squares', 'rank_or_one'], ['capacity']),
+      ...capacityNodes(),
       makeNode('MatMul', ['capacity', 'module_of_matrix'], ['modules']),
       makeNode('MatMul', ['modules', 'weights'], ['score']),
       makeNode('Add', ['modules', 'one'], ['modules_plus_one']),
@@ -86,11 +100,13 @@ export function buildMaskScoringModel(layout: MaskLayout, alpha: number): Uint8A
       makeNode('MatMul', ['log_modules', 'weights'], ['score_log']),
     ],
   });
-  return encodeModel(makeModel(graph, { docString: 'ZeroLM msv scores of masked sub-networks (zerolm planner)' }));
+  return encodeModel(makeModel(graph, { docString: `ZeroLM ${name} scores of masked sub-networks (zerolm planner)` }));
 }
 
 export interface OnnxScorerOptions {
   alpha: number;
+  /** `msv` (default) or `nuclear-bound`. */
+  measure?: CapacityMeasure | string;
   device?: Device;
 }
 
@@ -99,7 +115,7 @@ export async function openOnnxMaskScorer(
   layout: MaskLayout,
   options: OnnxScorerOptions,
 ): Promise<MaskScorer & { fallbackReason?: string }> {
-  const opened = await openSession(buildMaskScoringModel(layout, options.alpha), options.device ?? 'auto');
+  const opened = await openSession(buildMaskScoringModel(layout, options.alpha, options.measure), options.device ?? 'auto');
   const L = layout.layers.length;
   return {
     provider: opened.provider,
@@ -124,11 +140,11 @@ export async function openOnnxMaskScorer(
 }
 
 /** The float64 TypeScript scorer behind the same interface. */
-export function typescriptMaskScorer(layout: MaskLayout, alpha: number): MaskScorer {
+export function typescriptMaskScorer(layout: MaskLayout, alpha: number, measure?: CapacityMeasure | string): MaskScorer {
   return {
     provider: 'typescript',
     layout,
-    score: async (masks, batch) => scoreMasksTs(layout, masks, batch, alpha),
+    score: async (masks, batch) => scoreMasksTs(layout, masks, batch, alpha, measure),
     close: async () => {},
   };
 }

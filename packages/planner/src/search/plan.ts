@@ -71,6 +71,7 @@ export interface PlanOptions {
   model?: HfModel;
   /** Calibration of model rules: sequences S (default 32), tokens T (default 64), seed (default `seed`). */
   calibration?: Omit<CalibrationOptions, 'device' | 'onProgress'>;
+  /** Capacity measure the search maximises (default `DEFAULT_PRUNE_MEASURE`, `nuclear-bound`). */
   measure?: CapacityMeasure | string;
   /** Attention/FFN balance in [0, 1] (default 0.5). */
   alpha?: number;
@@ -204,11 +205,20 @@ function checkReachable(space: SearchSpace, budget: Budget, granularity: readonl
   );
 }
 
+/**
+ * The measure the pruning search maximises by default. `msv`, the paper's measure for ranking
+ * architectures, is a mean over singular values: it rises as weak units go, so maximising it
+ * under a budget empties some layers. `nuclear-bound` (min(m, n) * sqrt(msv)) only falls as
+ * units go, and its per-layer widths gave lower held-out perplexity than uniform widths on both
+ * trained models of ../shared/models, where msv's gave higher (the root README's quality table).
+ */
+export const DEFAULT_PRUNE_MEASURE = 'nuclear-bound';
+
 /** Plans a structured pruning of `graph` (see the README's "Planning" section). */
 export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): Promise<PlanResult> {
   const started = performance.now();
   if (graph.layers.length === 0) throw new Error(`model ${graph.name} has no layers to prune`);
-  const measure = resolveMeasure(options.measure);
+  const measure = resolveMeasure(options.measure ?? DEFAULT_PRUNE_MEASURE);
   const alpha = options.alpha ?? 0.5;
   checkAlpha(alpha);
   const variant = options.variant ?? 'linear';
