@@ -1,3 +1,4 @@
+import { frobeniusNormSquared } from '../linalg/norms';
 import type { Matrix, WeightInit } from '../module-graph';
 import { createRegistry } from '../registry';
 
@@ -14,7 +15,7 @@ export interface CapacityMeasure {
   /** The measure of a concrete matrix. */
   ofMatrix(matrix: Matrix): number;
   /**
-   * The measure from ||W||_F^2 alone, for measures that need nothing else (msv); lets a matrix
+   * The measure from ||W||_F^2 alone, for measures that need nothing else (msv, nuclear-bound); lets a matrix
    * that can stream its sum of squares skip materialising its values.
    */
   fromSumOfSquares?(sumOfSquares: number, rows: number, cols: number): number;
@@ -30,3 +31,30 @@ const measures = createRegistry<CapacityMeasure>('capacity measure');
 export const registerMeasure = measures.register;
 export const getMeasure = measures.get;
 export const listMeasures = measures.list;
+
+/**
+ * A measure computed from ||W||_F^2 and the shape alone: `ofMatrix` sums the squares, and a
+ * non-finite sum (NaN or infinite entries, or entries too large to square) is an error.
+ */
+export function sumOfSquaresMeasure(spec: {
+  name: string;
+  description: string;
+  /** The value from a finite ||W||_F^2 and the shape. */
+  fromFiniteSumOfSquares(squares: number, rows: number, cols: number): number;
+  expected(rows: number, cols: number, init: WeightInit): number;
+}): CapacityMeasure & Required<Pick<CapacityMeasure, 'fromSumOfSquares' | 'expected'>> {
+  const fromSumOfSquares = (squares: number, rows: number, cols: number): number => {
+    if (!Number.isFinite(squares)) {
+      throw new Error(`${spec.name}: ||W||_F^2 of the ${rows} x ${cols} matrix is not finite (NaN or infinite entries, or entries too large to square)`);
+    }
+    return spec.fromFiniteSumOfSquares(squares, rows, cols);
+  };
+  return {
+    name: spec.name,
+    description: spec.description,
+    needsSpectrum: false,
+    ofMatrix: (matrix) => fromSumOfSquares(frobeniusNormSquared(matrix), matrix.rows, matrix.cols),
+    fromSumOfSquares,
+    expected: spec.expected,
+  };
+}

@@ -1,8 +1,6 @@
-import { frobeniusNormSquared } from '../linalg/norms';
-import type { Matrix, WeightInit } from '../module-graph';
 import { initVariance } from '../init';
 import { checkDimensions } from './marchenko-pastur';
-import type { CapacityMeasure } from './measure';
+import { sumOfSquaresMeasure } from './measure';
 
 /**
  * `nuclear-bound`, the nuclear norm of a flat spectrum with the matrix's energy:
@@ -19,21 +17,12 @@ import type { CapacityMeasure } from './measure';
  * square root of E[r ||W||_F^2]; by Jensen an upper bound on E[C], tight as the matrix grows
  * (||W||_F^2 concentrates: relative spread sqrt(2 / (rows * cols)) for Gaussian entries).
  */
-export const nuclearBoundMeasure: CapacityMeasure = {
+export const nuclearBoundMeasure = sumOfSquaresMeasure({
   name: 'nuclear-bound',
   description: 'sqrt(min(rows, cols) * sum s_j^2) = min(rows, cols) * sqrt(msv): the nuclear norm of a flat spectrum with the same energy, an upper bound on the nuclear norm (no SVD)',
-  needsSpectrum: false,
-  ofMatrix(matrix: Matrix): number {
-    return nuclearBoundMeasure.fromSumOfSquares!(frobeniusNormSquared(matrix), matrix.rows, matrix.cols);
-  },
-  fromSumOfSquares(squares: number, rows: number, cols: number): number {
-    if (!Number.isFinite(squares)) {
-      throw new Error(`nuclear-bound: ||W||_F^2 of the ${rows} x ${cols} matrix is not finite (NaN or infinite entries, or entries too large to square)`);
-    }
-    return Math.sqrt(Math.min(rows, cols) * squares);
-  },
-  expected(rows: number, cols: number, init: WeightInit): number {
+  fromFiniteSumOfSquares: (squares, rows, cols) => Math.sqrt(Math.min(rows, cols) * squares),
+  expected(rows, cols, init) {
     checkDimensions(rows, cols);
     return Math.sqrt(Math.min(rows, cols) * rows * cols * initVariance(init));
   },
-};
+});
