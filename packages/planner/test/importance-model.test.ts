@@ -4,7 +4,7 @@
  * the rule is named.
  */
 import { loadHfModel, specToGraph } from '@zerolm/adapters';
-import { DEFAULT_FIXTURES, ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/tools';
 import {
   clearCalibrationCache,
   DEFAULT_IMPORTANCE,
@@ -14,14 +14,7 @@ import {
   rankUnits,
   selfGeneratedImportance,
 } from '../src';
-import { PLANTED } from './search-helpers';
-
-interface Planted {
-  layer: number;
-  head?: number;
-  kvGroup?: number;
-  neuron?: number;
-}
+import { PLANTED, plantedUnits } from './search-helpers';
 
 beforeAll(() => ensureFixtures([...PLANTED, 'llama-tiny', 'bert-tiny']));
 afterAll(() => clearCalibrationCache());
@@ -38,13 +31,10 @@ describe('self-generated importance', () => {
     expect(ranking.importance).toBe('self-generated');
     expect(details?.attention?.method).toBe(model.config.decoder ? 'kl' : 'block-obs');
     expect(details?.ffn?.every((f) => f.method === 'obs')).toBe(true);
-    const planted = (DEFAULT_FIXTURES[name] as { planted: Planted[] }).planted;
     let checked = 0;
     model.graph.layers.forEach((layer, l) => {
       const a = layer.attention;
-      // A planted head is a whole unit only without GQA; a planted kv group always is.
-      const groups = planted.filter((p) => p.layer === l && (p.kvGroup !== undefined || (p.head !== undefined && a.heads === a.kvHeads))).map((p) => p.kvGroup ?? p.head!);
-      const neurons = planted.filter((p) => p.layer === l && p.neuron !== undefined).map((p) => p.neuron!);
+      const { groups, neurons } = plantedUnits(name, l, layer);
       expect(new Set(ranking.groups[l]!.slice(a.kvHeads - groups.length))).toEqual(new Set(groups));
       expect(new Set(ranking.neurons[l]!.slice(layer.ffn.width - neurons.length))).toEqual(new Set(neurons));
       checked += groups.length + neurons.length;

@@ -1,4 +1,3 @@
-import { DEFAULT_FIXTURES } from '@zerolm/tools';
 import { specToGraph } from '@zerolm/adapters';
 import type { ModuleGraph } from '@zerolm/core';
 import {
@@ -11,29 +10,17 @@ import {
   unitSliceNorms,
   type UnitImportance,
 } from '../src';
-import { fixtureGraph, PLANTED } from './search-helpers';
-
-interface Planted {
-  layer: number;
-  head?: number;
-  kvGroup?: number;
-  neuron?: number;
-}
+import { fixtureGraph, PLANTED, plantedUnits } from './search-helpers';
 
 describe('magnitude importance', () => {
   it.each(PLANTED)('ranks the planted all-zero units of %s last, with score 0', (name) => {
     const graph = fixtureGraph(name);
     const ranking = rankUnits(graph);
     expect(ranking.importance).toBe('magnitude');
-    const planted = (DEFAULT_FIXTURES[name] as { planted: Planted[] }).planted;
     let checked = 0;
     graph.layers.forEach((layer, l) => {
       const a = layer.attention;
-      // A planted head is a whole unit only without GQA; a planted kv group always is.
-      const groups = planted
-        .filter((p) => p.layer === l && (p.kvGroup !== undefined || (p.head !== undefined && a.heads === a.kvHeads)))
-        .map((p) => p.kvGroup ?? p.head!);
-      const neurons = planted.filter((p) => p.layer === l && p.neuron !== undefined).map((p) => p.neuron!);
+      const { groups, neurons } = plantedUnits(name, l, layer);
       const groupScores = magnitudeImportance.importance(layer, 'heads', { seed: 0 });
       const neuronScores = magnitudeImportance.importance(layer, 'ffn', { seed: 0 });
       expect(new Set(ranking.groups[l]!.slice(a.kvHeads - groups.length))).toEqual(new Set(groups));

@@ -1,9 +1,28 @@
 /** Shared helpers of the planner's search and scoring tests. */
 import { flexibertToGraph, loadHfModel, specToGraph } from '@zerolm/adapters';
-import { hasPrunableHeads, Rng, type ModuleGraph, type PrunePlan } from '@zerolm/core';
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { hasPrunableHeads, Rng, type Layer, type ModuleGraph, type PrunePlan } from '@zerolm/core';
+import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, type FixtureName, type ModelSpec, type PlantedUnit } from '@zerolm/tools';
 
 export const PLANTED = ['bert-planted', 'gpt2-planted', 'llama-planted'] as const;
+
+/**
+ * The planted all-zero units of a named fixture in layer `index` that are whole units: kv groups
+ * (a planted head is one only without GQA) and FFN neurons.
+ */
+export function plantedUnits(name: FixtureName, index: number, layer: Layer): { groups: number[]; neurons: number[] } {
+  const spec: ModelSpec = DEFAULT_FIXTURES[name];
+  const planted: readonly PlantedUnit[] = spec.planted ?? [];
+  const a = layer.attention;
+  const groups: number[] = [];
+  const neurons: number[] = [];
+  for (const p of planted) {
+    if (p.layer !== index) continue;
+    if ('kvGroup' in p) groups.push(p.kvGroup);
+    else if ('head' in p && a.heads === a.kvHeads) groups.push(p.head);
+    else if ('neuron' in p) neurons.push(p.neuron);
+  }
+  return { groups, neurons };
+}
 
 const graphs = new Map<string, ModuleGraph>();
 
