@@ -12,6 +12,18 @@ import { subtractMatrixProduct } from '@zerolm/core';
 /** Block size of the factorization and the triangular solves. */
 const BLOCK = 64;
 
+/**
+ * The panel of the `n x n` matrix `a` below its diagonal block [b0, b1) (rows b1..n-1, columns
+ * b0..b1-1), transposed: `(b1 - b0) x (n - b1)`, the P^T of the blocked updates below.
+ */
+function panelBelowTransposed(a: Float64Array, n: number, b0: number, b1: number): Float64Array {
+  const rows = n - b1;
+  const width = b1 - b0;
+  const pt = new Float64Array(width * rows);
+  for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = a[(b1 + i) * n + b0 + k]!;
+  return pt;
+}
+
 /** The transpose of the `rows x cols` matrix `a` (row-major). */
 export function transpose(a: Float64Array, rows: number, cols: number): Float64Array {
   const out = new Float64Array(rows * cols);
@@ -71,8 +83,7 @@ export function cholesky(a: Float64Array, n: number, what = 'matrix'): void {
     // lower part only).
     const width = j1 - j0;
     const rows = n - j1;
-    const pt = new Float64Array(width * rows);
-    for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = a[(j1 + i) * n + j0 + k]!;
+    const pt = panelBelowTransposed(a, n, j0, j1);
     for (let r0 = 0; r0 < rows; r0 += BLOCK) {
       const r1 = Math.min(rows, r0 + BLOCK);
       subtractMatrixProduct(a, (j1 + r0) * n + j1, n, r1 - r0, r1, pt, r0, rows, width, pt, 0, rows);
@@ -101,8 +112,7 @@ export function forwardSubstitute(l: Float64Array, n: number, b: Float64Array, m
     // Rows below: B_rest -= L[rest, i0:i1] X[i0:i1].
     const rows = n - i1;
     const width = i1 - i0;
-    const pt = new Float64Array(width * rows);
-    for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = l[(i1 + i) * n + i0 + k]!;
+    const pt = panelBelowTransposed(l, n, i0, i1);
     subtractMatrixProduct(b, i1 * m, m, rows, m, pt, 0, rows, width, b, i0 * m, m);
   }
 }
@@ -180,8 +190,7 @@ function lowerInverse(l: Float64Array, n: number): Float64Array {
     if (i1 === n) break;
     const rows = n - i1;
     const width = i1 - i0;
-    const pt = new Float64Array(width * rows);
-    for (let i = 0; i < rows; i++) for (let k = 0; k < width; k++) pt[k * rows + i] = l[(i1 + i) * n + i0 + k]!;
+    const pt = panelBelowTransposed(l, n, i0, i1);
     subtractMatrixProduct(x, i1 * n, n, rows, i1, pt, 0, rows, width, x, i0 * n, n);
   }
   return x;
