@@ -17,7 +17,7 @@
  */
 import { checkAlpha, cutAxis, type CapacityMeasure, type LayerPlan, type ModuleGraph } from '@zerolm/core';
 import { isCut, moduleOf, sumOfSquaresForm } from './capacity-table';
-import type { LayerCounts, UnitRanking } from './ranking';
+import { planFromCounts, type LayerCounts, type UnitRanking } from './ranking';
 import { squaredFrobenius, unitSliceNorms, type UnitKind } from './unit-norms';
 
 const { min, log1p } = Math;
@@ -102,19 +102,7 @@ export function writePlanMask(layout: MaskLayout, plan: readonly LayerPlan[], ma
 
 /** Writes the mask of per-layer kept counts (top-k units of `ranking`) into row `row`. */
 export function writeCountsMask(layout: MaskLayout, ranking: UnitRanking, counts: readonly LayerCounts[], masks: Float32Array, row: number): void {
-  const base = row * layout.units;
-  masks.fill(0, base, base + layout.units);
-  counts.forEach((c, l) => {
-    const range = layout.layers[l]!;
-    if (c.dropped) return;
-    masks[base + range.alive] = 1;
-    if (range.groups > 0) {
-      const order = ranking.groups[l]!;
-      for (let k = 0; k < c.groups; k++) masks[base + range.start + order[k]!] = 1;
-    }
-    const order = ranking.neurons[l]!;
-    for (let k = 0; k < c.neurons; k++) masks[base + range.start + range.groups + order[k]!] = 1;
-  });
+  writePlanMask(layout, planFromCounts(ranking, counts).layers, masks, row);
 }
 
 /** Scores of a batch of masks. */

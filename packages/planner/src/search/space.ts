@@ -190,23 +190,24 @@ export class SearchSpace {
     return this.attentionTerm(layer, groupLevel) + this.ffnTerm(layer, neuronLevel);
   }
 
-  params(genome: Int32Array): number {
+  /** Sum of `term(layer, groupLevel, neuronLevel)` over the layers the genome keeps. */
+  private sumOverAlive(genome: Int32Array, term: (layer: number, groupLevel: number, neuronLevel: number) => number): number {
     let sum = 0;
-    for (let l = 0; l < this.layers; l++) if (this.isAlive(genome, l)) sum += this.layerParams(l, genome[l]!, genome[this.layers + l]!);
+    for (let l = 0; l < this.layers; l++) if (this.isAlive(genome, l)) sum += term.call(this, l, genome[l]!, genome[this.layers + l]!);
     return sum;
   }
 
+  params(genome: Int32Array): number {
+    return this.sumOverAlive(genome, this.layerParams);
+  }
+
   flops(genome: Int32Array): number {
-    let sum = 0;
-    for (let l = 0; l < this.layers; l++) if (this.isAlive(genome, l)) sum += this.layerFlops(l, genome[l]!, genome[this.layers + l]!);
-    return sum;
+    return this.sumOverAlive(genome, this.layerFlops);
   }
 
   /** The ZeroLM score of the candidate: sum over kept layers of alpha X(A_l) + (1 - alpha) X(F_l). */
   score(genome: Int32Array): number {
-    let sum = 0;
-    for (let l = 0; l < this.layers; l++) if (this.isAlive(genome, l)) sum += this.layerTerm(l, genome[l]!, genome[this.layers + l]!);
-    return sum;
+    return this.sumOverAlive(genome, this.layerTerm);
   }
 
   state(genome: Int32Array): State {
