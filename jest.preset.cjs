@@ -2,11 +2,11 @@
 const path = require('path');
 
 const root = __dirname;
-const workspacePackages = ['core', 'onnx', 'adapters', 'planner'];
+const workspacePackages = ['core', 'onnx', 'adapters', 'runtime', 'export', 'compare', 'planner'];
 
 module.exports = {
-  testEnvironment: path.join(root, 'tools/jest/node-environment.cjs'),
-  globalSetup: path.join(root, 'tools/jest/global-setup.cjs'),
+  testEnvironment: path.join(root, 'test-fixtures/jest/node-environment.cjs'),
+  globalSetup: path.join(root, 'test-fixtures/jest/global-setup.cjs'),
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   transform: {
     '^.+\\.ts$': [
@@ -20,7 +20,7 @@ module.exports = {
       workspacePackages.map((name) => [`^@zerolm/${name}$`, path.join(root, `packages/${name}/src/index.ts`)]),
     ),
     // The fixture generator, for tests that need generated models.
-    '^@zerolm/tools$': path.join(root, 'tools/src/index.ts'),
+    '^@zerolm/test-fixtures$': path.join(root, 'test-fixtures/src/index.ts'),
   },
   testTimeout: 120000,
 };

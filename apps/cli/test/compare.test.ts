@@ -1,4 +1,4 @@
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';

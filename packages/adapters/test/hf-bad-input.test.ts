@@ -1,6 +1,6 @@
 import { scoreReport, Rng } from '@zerolm/core';
 import { decodeModel, encodeModel, loadModel, saveModel } from '@zerolm/onnx';
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';

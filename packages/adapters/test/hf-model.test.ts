@@ -1,6 +1,6 @@
 import { countParams, getMeasure, graphCapacity, unitCapacities } from '@zerolm/core';
 import { GraphIndex, loadModel, resolveMatMulWeight } from '@zerolm/onnx';
-import { ensureFixtures, fixturePath, FIXTURE_NAMES } from '@zerolm/tools';
+import { ensureFixtures, fixturePath, FIXTURE_NAMES } from '@zerolm/test-fixtures';
 import * as path from 'path';
 import { loadHfModel, SUPPORTED_MODEL_TYPES } from '../src';
 import { describeShared, sharedPaths } from './shared-data';

@@ -3,7 +3,7 @@
  * states (`zerolm.headDim`), the config keys that state a model's shape per model_type, and
  * decoder caches found through the Casts of fp16 files written with keep_io_types.
  */
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import { configShapeKeys, loadHfModel, normalizeConfig } from '../src';
 
 test('zerolm.headDim gives the head size when hidden / heads no longer does', () => {

@@ -10,9 +10,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { calibrate, type CalibrationSummary } from './calibration/calibrate';
-import { compareModels, latencyBatch, positionLimit, type CompareOptions, type ComparisonReport } from './compare/compare';
-import { measureLatencies } from './compare/latency';
-import { ModelRunner } from './compare/runner';
+import { compareModels, latencyBatch, measureLatencies, type CompareOptions, type ComparisonReport } from '@zerolm/compare';
+import { exportPrunedModel, type ExportResult, type WeightOverride } from '@zerolm/export';
+import { ModelRunner, positionLimit, type Device } from '@zerolm/runtime';
 import {
   checkCorrection,
   correctedGraph,
@@ -22,9 +22,7 @@ import {
   type CorrectionMethod,
   type CorrectionSummary,
 } from './correction/refit';
-import { exportPrunedModel, type ExportResult, type WeightOverride } from './export';
 import type { ImportanceDetails } from './scoring/importance';
-import type { Device } from './runtime/session';
 import { DEFAULT_PRUNE_MEASURE, planPrune, type PlanOptions, type PlanResult } from './search/plan';
 
 export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {

@@ -4,7 +4,7 @@
  */
 import { loadHfModel } from '@zerolm/adapters';
 import { DataType, makeValueInfo } from '@zerolm/onnx';
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -12,13 +12,12 @@ import {
   calibrationSequences,
   clearCalibrationCache,
   collectMoments,
-  fullPassFeeds,
-  cacheInputs,
   specialTokenIds,
   type Calibration,
 } from '../src';
+import { cacheInputs, fullPassFeeds } from '@zerolm/runtime';
 import { editableCopy, openEdited } from '../src/calibration/graph-copy';
-import { tempRoot } from './export-helpers';
+import { tempRoot } from '../../export/test/export-helpers';
 
 const root = tempRoot('calibration');
 beforeAll(() => ensureFixtures(['llama-tiny', 'gpt2-tiny', 'bert-tiny']));

@@ -8,12 +8,13 @@
 import { keptIndices, prunedGraph, scoreReport, type PrunePlan } from '@zerolm/core';
 import { type MatrixSource } from '@zerolm/adapters';
 import { decodeTensorAsFloat32, makeTensor, saveModel } from '@zerolm/onnx';
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import { cpSync, existsSync, readdirSync, readFileSync } from 'fs';
 import { join } from 'path';
-import { clearCalibrationCache, exportPrunedModel, prune, type WeightOverride } from '../src';
+import { exportPrunedModel, type WeightOverride } from '@zerolm/export';
+import { clearCalibrationCache, prune } from '../src';
 import { biasValues } from '../src/calibration/ablation';
-import { generateBothWays, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, runDirect, tempRoot } from './export-helpers';
+import { generateBothWays, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, runDirect, tempRoot } from '../../export/test/export-helpers';
 
 const root = tempRoot('correction');
 beforeAll(() => ensureFixtures(['llama-tiny', 'gpt2-tiny', 'bert-tiny']));

@@ -4,7 +4,7 @@
  * the rule is named.
  */
 import { loadHfModel, specToGraph } from '@zerolm/adapters';
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import {
   clearCalibrationCache,
   DEFAULT_IMPORTANCE,

@@ -6,11 +6,13 @@
  */
 import { countParams, scoreReport } from '@zerolm/core';
 import { loadHfModel } from '@zerolm/adapters';
-import { ensureFixtures, fixturePath } from '@zerolm/tools';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import { join } from 'path';
-import { compareModels, exportPrunedModel, prune, pruneSweep, sweepFolderName } from '../src';
-import { plantedPlan, tempRoot } from './export-helpers';
+import { compareModels } from '@zerolm/compare';
+import { exportPrunedModel } from '@zerolm/export';
+import { prune, pruneSweep, sweepFolderName } from '../src';
+import { plantedPlan, tempRoot } from '../../export/test/export-helpers';
 
 const root = tempRoot('prune');
 beforeAll(() => ensureFixtures(['llama-tiny', 'gpt2-tiny', 'bert-tiny', 'llama-planted', 'bert-planted']));

@@ -1,7 +1,7 @@
 /** Shared helpers of the planner's search and scoring tests. */
 import { flexibertToGraph, loadHfModel, specToGraph } from '@zerolm/adapters';
 import { hasPrunableHeads, Rng, type Layer, type ModuleGraph, type PrunePlan } from '@zerolm/core';
-import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, type FixtureName, type ModelSpec, type PlantedUnit } from '@zerolm/tools';
+import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, type FixtureName, type ModelSpec, type PlantedUnit } from '@zerolm/test-fixtures';
 
 export const PLANTED = ['bert-planted', 'gpt2-planted', 'llama-planted'] as const;
 

@@ -6,9 +6,10 @@
  * table against random selections is the quality benchmark, `npm run bench:quality`.)
  */
 import { join } from 'path';
-import { compareModels, clearCalibrationCache, prune } from '../src';
+import { compareModels } from '@zerolm/compare';
+import { clearCalibrationCache, prune } from '../src';
 import { describeShared, sharedPaths } from '../../adapters/test/shared-data';
-import { tempRoot } from './export-helpers';
+import { tempRoot } from '../../export/test/export-helpers';
 
 const MODELS = [
   ['kjv-llama-tiny', 3 * 2],

@@ -9,12 +9,14 @@
  */
 import { loadHfModel } from '@zerolm/adapters';
 import { countParams } from '@zerolm/core';
-import { latencyBatch, measureLatencies, ModelRunner, prune } from '@zerolm/planner';
+import { prune } from '@zerolm/planner';
+import { latencyBatch, measureLatencies } from '@zerolm/compare';
+import { ModelRunner } from '@zerolm/runtime';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
-import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '../fixtures';
+import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '@zerolm/test-fixtures';
 
 export interface ExportBenchRow {
   model: string;

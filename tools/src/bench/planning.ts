@@ -14,7 +14,7 @@ import { specToGraph } from '@zerolm/adapters';
 import { Rng, type ModuleGraph } from '@zerolm/core';
 import { maskLayout, openOnnxMaskScorer, planPrune, scoreMasksTs, writeCountsMask, type LayerCounts, type UnitRanking } from '@zerolm/planner';
 import { performance } from 'node:perf_hooks';
-import { BENCHMARK_SPECS } from '../fixtures';
+import { BENCHMARK_SPECS } from '@zerolm/test-fixtures';
 
 export interface PlanningBenchRow {
   model: string;

@@ -14,7 +14,16 @@
  *
  *   npm run bench:quality [-- --models-dir DIR] [--budgets 0.75,0.5] [--seeds 5] [--max-windows N]
  */
-import { compareModels, DEFAULT_CORRECTION, DEFAULT_IMPORTANCE, DEFAULT_PRUNE_MEASURE, listImportances, prune, type CorrectionMethod, type SearchMethod } from '@zerolm/planner';
+import {
+  DEFAULT_CORRECTION,
+  DEFAULT_IMPORTANCE,
+  DEFAULT_PRUNE_MEASURE,
+  listImportances,
+  prune,
+  type CorrectionMethod,
+  type SearchMethod,
+} from '@zerolm/planner';
+import { compareModels } from '@zerolm/compare';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';

@@ -6,7 +6,7 @@
 import { spawnSync } from 'child_process';
 import { statSync } from 'fs';
 import * as path from 'path';
-import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '../fixtures';
+import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '@zerolm/test-fixtures';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const cli = path.join(repoRoot, 'apps/cli/dist/main.js');

@@ -3,12 +3,11 @@ import {
   comparisonSvg,
   COMPARE_DEFAULTS,
   DEFAULT_FIDELITY_METRIC,
-  DEVICES,
   FIDELITY_METRICS,
   type ComparisonReport,
-  type Device,
   type FidelityMetric,
-} from '@zerolm/planner';
+} from '@zerolm/compare';
+import { DEVICES, type Device } from '@zerolm/runtime';
 import type { CommandModule } from 'yargs';
 import { writeFileAtomic } from '../output/files';
 import { progressBar } from '../output/progress';

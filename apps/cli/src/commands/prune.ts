@@ -1,25 +1,23 @@
 import {
-  comparisonSvg,
   CORRECTIONS,
   DEFAULT_CALIBRATION_LENGTH,
   DEFAULT_CALIBRATION_SAMPLES,
   DEFAULT_PRUNE_MEASURE,
   DEFAULT_CORRECTION,
-  DEFAULT_FIDELITY_METRIC,
   DEFAULT_IMPORTANCE,
-  DEVICES,
   listImportances,
   prune,
   pruneSweep,
   SEARCH_METHODS,
   sweepFolderName,
   type CorrectionMethod,
-  type Device,
   type PlanFile,
   type PlanPhase,
   type PruneResult,
   type SearchMethod,
 } from '@zerolm/planner';
+import { comparisonSvg, DEFAULT_FIDELITY_METRIC } from '@zerolm/compare';
+import { DEVICES, type Device } from '@zerolm/runtime';
 import * as path from 'path';
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors';

@@ -1,6 +1,6 @@
 import { listAlphaStrategies, rankArchitectures, type InitMode, type RankReport, type ScoreVariant } from '@zerolm/core';
 import { BENCHMARKS, loadBenchmark, loadBaselineCsv, type BenchmarkName } from '@zerolm/adapters';
-import { scatterSvg } from '@zerolm/planner';
+import { scatterSvg } from '@zerolm/compare';
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors';
 import { writeFileAtomic } from '../output/files';

@@ -13,8 +13,7 @@
 import type { HfModel } from '@zerolm/adapters';
 import { groupRange, hasPrunableHeads, type Layer } from '@zerolm/core';
 import { DataType, decodeTensorAsFloat32, intAttribute, makeNode, makeValueInfo } from '@zerolm/onnx';
-import { cacheInputs, fullPassFeeds } from '../compare/runner';
-import { ort, type Device } from '../runtime/session';
+import { cacheInputs, fullPassFeeds, ort, type Device } from '@zerolm/runtime';
 import type { Calibration } from './calibrate';
 import { editableCopy, openEdited, reduceSum, type EditedSession } from './graph-copy';
 import { absorbedBias, centred, refitRows } from './obs';

@@ -9,8 +9,8 @@
 import type { HfModel } from '@zerolm/adapters';
 import * as fs from 'fs';
 import { performance } from 'perf_hooks';
-import type { Device } from '../runtime/session';
-import { calibrationPositionLimit, calibrationSequences, SEQUENCE_SOURCES, type CalibrationSequences, type SequenceSource } from './sequences';
+import { trainedPositionLimit, type Device } from '@zerolm/runtime';
+import { calibrationSequences, SEQUENCE_SOURCES, type CalibrationSequences, type SequenceSource } from './sequences';
 import { collectMoments, DEFAULT_STATISTICS_BYTES, type LayerMoments } from './statistics';
 
 export const DEFAULT_CALIBRATION_SAMPLES = 32;
@@ -67,7 +67,7 @@ export function calibrationSettings(model: HfModel, options: CalibrationOptions 
   const requestedLength = positive(options.length, DEFAULT_CALIBRATION_LENGTH, 'length');
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed)) throw new Error(`calibration seed must be a whole number (got ${seed})`);
-  const limit = calibrationPositionLimit(model.config);
+  const limit = trainedPositionLimit(model.config);
   const length = limit !== undefined ? Math.min(requestedLength, limit) : requestedLength;
   if (length < 2) throw new Error(`${model.dir} reads ${limit} positions: too few for calibration sequences`);
   return { samples, length, requestedLength, ...(limit === undefined ? {} : { positionLimit: limit }), seed };

@@ -19,7 +19,7 @@ import {
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { openSession, type Device, type OpenedSession } from '../runtime/session';
+import { openSession, type Device, type OpenedSession } from '@zerolm/runtime';
 
 export interface EditableGraph {
   readonly model: ModelProto;

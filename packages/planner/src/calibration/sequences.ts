@@ -13,17 +13,11 @@
  * same sequences whatever the batching. Reads only the model folder (config.json, the ONNX file,
  * and for encoders tokenizer.json's special tokens).
  */
-import type { HfModel, NormalizedConfig } from '@zerolm/adapters';
+import type { HfModel } from '@zerolm/adapters';
 import { Rng } from '@zerolm/core';
-import { float16ToFloat32Array } from '@zerolm/onnx';
+import { CachedDecoder, sampleFromLogits, type Device } from '@zerolm/runtime';
 import * as fs from 'fs';
 import * as path from 'path';
-import { positionLimit } from '../compare/compare';
-import { cacheInputs } from '../compare/runner';
-import { openSession, ort, type Device } from '../runtime/session';
-
-// Bound once: global lookups are slow inside Jest's vm context (see the project notes).
-const { exp } = Math;
 
 export type SequenceSource = 'self-generated' | 'uniform-vocabulary';
 
@@ -53,15 +47,7 @@ export interface SequenceOptions {
   device?: Device;
 }
 
-/** The longest sequence the model reads without leaving the positions it was trained on. */
-export function calibrationPositionLimit(config: NormalizedConfig): number | undefined {
-  const learned = positionLimit(config);
-  if (learned !== undefined) return learned;
-  const trained = config.raw['max_position_embeddings'];
-  return typeof trained === 'number' && trained > 0 ? trained : undefined;
-}
-
-function tokenId(config: NormalizedConfig, key: string): number | undefined {
+function tokenId(config: HfModel['config'], key: string): number | undefined {
   const value = config.raw[key];
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
   // A list (several EOS tokens): the first.
@@ -86,86 +72,38 @@ export async function generateSequences(model: HfModel, options: SequenceOptions
     throw new Error(`${path.join(model.dir, 'config.json')} has no "bos_token_id": self-generated calibration starts every sequence at the BOS token`);
   }
   const eos = tokenId(model.config, 'eos_token_id');
-  const opened = await openSession(model.file, options.device ?? 'auto');
-  const session = opened.session;
+  const decoder = await CachedDecoder.open(model, options.device ?? 'auto');
   try {
-    const cache = cacheInputs(session, model);
-    for (const c of cache) {
-      const present = c.name.replace(/^past_key_values\./, 'present.');
-      if (!session.outputNames.includes(present)) throw new Error(`${model.file} takes ${c.name} but has no output ${present}: cannot generate with the cache`);
-    }
-    if (!session.outputNames.includes('logits')) throw new Error(`${model.file} has no "logits" output: cannot generate`);
-    if (session.inputNames.includes('token_type_ids')) throw new Error(`${model.file} takes token_type_ids: not a decoder this generator can feed`);
     const tokens = new Int32Array(samples * length);
     const rngs = Array.from({ length: samples }, (_, s) => sequenceRng(seed, s));
-    // The cache of one batch: layers x 2 x [batch, kvHeads, length, headDim] floats, kept under ~512 MiB.
-    const perSequence = cache.reduce((sum, c) => sum + c.heads * c.headDim * length * 4, 0);
+    // The cache of one batch, [batch, kvHeads, length, headDim] per layer and tensor, kept under ~512 MiB.
+    const perSequence = decoder.cacheBytesPerToken * length;
     const batchSize = Math.max(1, Math.min(samples, Math.floor((512 * 2 ** 20) / Math.max(1, perSequence))));
     let vocabulary = 0;
     for (let start = 0; start < samples; start += batchSize) {
       const batch = Math.min(batchSize, samples - start);
       for (let b = 0; b < batch; b++) tokens[(start + b) * length] = bos;
-      let past: Record<string, ort.Tensor> = {};
-      for (const c of cache) {
-        const empty = c.type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
-        past[c.name] = new ort.Tensor(c.type, empty, [batch, c.heads, 0, c.headDim]);
-      }
+      decoder.reset(batch);
       for (let t = 0; t + 1 < length; t++) {
         const ids = new BigInt64Array(batch);
         for (let b = 0; b < batch; b++) ids[b] = BigInt(tokens[(start + b) * length + t]!);
-        const feeds: Record<string, ort.Tensor> = {
-          ...past,
-          input_ids: new ort.Tensor('int64', ids, [batch, 1]),
-          attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * (t + 1)).fill(1n), [batch, t + 1]),
-        };
-        if (session.inputNames.includes('position_ids')) feeds['position_ids'] = new ort.Tensor('int64', new BigInt64Array(batch).fill(BigInt(t)), [batch, 1]);
-        let outputs: ort.InferenceSession.OnnxValueMapType;
-        try {
-          outputs = await session.run(feeds);
-        } catch (error) {
-          throw new Error(`onnxruntime failed to generate with ${model.file}: ${(error as Error).message.split('\n')[0]}`);
-        }
-        const logitsTensor = outputs['logits'] as ort.Tensor;
-        const logits = logitsTensor.type === 'float16' ? float16ToFloat32Array(logitsTensor.data as Uint16Array) : (logitsTensor.data as Float32Array);
-        const dims = logitsTensor.dims.map(Number);
-        vocabulary = dims[dims.length - 1]!;
+        const step = await decoder.step(ids);
+        const { logits } = step;
+        vocabulary = step.vocabulary;
         const stride = logits.length / batch;
         for (let b = 0; b < batch; b++) {
           const row = (start + b) * length;
           const previous = tokens[row + t]!;
           tokens[row + t + 1] =
-            eos !== undefined && previous === eos && eos !== bos ? bos : sampleToken(logits, b * stride + stride - vocabulary, vocabulary, rngs[start + b]!);
+            eos !== undefined && previous === eos && eos !== bos ? bos : sampleFromLogits(logits, b * stride + stride - vocabulary, vocabulary, rngs[start + b]!);
         }
-        const next: Record<string, ort.Tensor> = {};
-        for (const c of cache) next[c.name] = outputs[c.name.replace(/^past_key_values\./, 'present.')] as ort.Tensor;
-        past = next;
       }
     }
     if (vocabulary === 0) vocabulary = typeof model.config.raw['vocab_size'] === 'number' ? (model.config.raw['vocab_size'] as number) : 0;
     return { tokens, samples, length, source: 'self-generated', vocabulary, bos, ...(eos === undefined ? {} : { eos }) };
   } finally {
-    await session.release();
+    await decoder.release();
   }
-}
-
-/** A draw from softmax(logits[offset .. offset + vocabulary)) at temperature 1. */
-function sampleToken(logits: Float32Array, offset: number, vocabulary: number, rng: Rng): number {
-  let max = -Infinity;
-  for (let i = 0; i < vocabulary; i++) {
-    const v = logits[offset + i]!;
-    if (v > max) max = v;
-  }
-  let total = 0;
-  for (let i = 0; i < vocabulary; i++) total += exp(logits[offset + i]! - max);
-  const target = rng.uniform() * total;
-  let cumulative = 0;
-  for (let i = 0; i < vocabulary; i++) {
-    cumulative += exp(logits[offset + i]! - max);
-    if (cumulative > target) return i;
-  }
-  // Rounding left the target beyond the last sum: the last token with any mass.
-  for (let i = vocabulary - 1; i >= 0; i--) if (logits[offset + i]! > -Infinity) return i;
-  return vocabulary - 1;
 }
 
 /** Special token ids: tokenizer.json's special added tokens and the ids config.json names. */

@@ -10,9 +10,7 @@
  * groups, one forward pass over the sequences per group.
  */
 import type { HfModel } from '@zerolm/adapters';
-import { cacheInputs, fullPassFeeds } from '../compare/runner';
-import type { Device } from '../runtime/session';
-import { ort } from '../runtime/session';
+import { cacheInputs, fullPassFeeds, ort, type Device } from '@zerolm/runtime';
 import { addMomentOutputs, editableCopy, openEdited } from './graph-copy';
 
 /** E[h h^T] and E[h] of one tensor's features over `count` rows. */

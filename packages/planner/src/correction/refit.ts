@@ -16,7 +16,7 @@ import { hasPrunableHeads, prunedGraph, type ModuleGraph, type PrunePlan, type W
 import { biasValues, groupRows, outputProjection } from '../calibration/ablation';
 import type { Calibration } from '../calibration/calibrate';
 import { absorbedBias, centred, refitRows, RIDGE } from '../calibration/obs';
-import type { WeightOverride } from '../export/overrides';
+import type { WeightOverride } from '@zerolm/export';
 
 export type CorrectionMethod = 'refit' | 'none';
 export const CORRECTIONS: readonly CorrectionMethod[] = ['refit', 'none'];

@@ -5,7 +5,7 @@
  */
 import { resolveMeasure, type CapacityMeasure, type ModuleGraph } from '@zerolm/core';
 import { performance } from 'perf_hooks';
-import type { Device, Provider } from '../runtime/session';
+import type { Device, Provider } from '@zerolm/runtime';
 import { gatherTable, sumOfSquaresTable, type CapacityTable } from './capacity-table';
 import { maskLayout } from './masks';
 import { fillTable, ONNX_SCORED_MEASURES, openOnnxMaskScorer, type AllowedCounts } from './onnx-scorer';

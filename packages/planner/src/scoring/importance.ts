@@ -18,7 +18,7 @@
 import type { HfModel } from '@zerolm/adapters';
 import { createRegistry, Rng, type Layer, type ModuleGraph } from '@zerolm/core';
 import type { Calibration, CalibrationSummary } from '../calibration/calibrate';
-import type { Device } from '../runtime/session';
+import type { Device } from '@zerolm/runtime';
 import { unitSliceNorms, type UnitKind } from './unit-norms';
 
 export interface ImportanceOptions {

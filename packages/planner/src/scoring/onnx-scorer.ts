@@ -18,7 +18,7 @@
  */
 import { checkAlpha, resolveMeasure, type CapacityMeasure } from '@zerolm/core';
 import { DataType, encodeModel, makeGraph, makeModel, makeNode, makeTensor, makeValueInfo, type NodeProto } from '@zerolm/onnx';
-import { openSession, ort, type Device, type Provider } from '../runtime/session';
+import { openSession, ort, type Device, type Provider } from '@zerolm/runtime';
 import { FilledTable } from './capacity-table';
 import { scoresFromModules, checkMasks, scoreMasksTs, writeCountsMask, type MaskLayout, type MaskScores } from './masks';
 import type { LayerCounts, UnitRanking } from './ranking';

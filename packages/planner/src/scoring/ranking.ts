@@ -5,7 +5,7 @@
 import type { HfModel } from '@zerolm/adapters';
 import { hasPrunableHeads, type Layer, type LayerPlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
 import { calibrate, type CalibrationOptions } from '../calibration/calibrate';
-import type { Device } from '../runtime/session';
+import type { Device } from '@zerolm/runtime';
 import {
   DEFAULT_IMPORTANCE,
   getImportance,

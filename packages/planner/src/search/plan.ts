@@ -18,7 +18,7 @@ import {
 import type { HfModel } from '@zerolm/adapters';
 import { performance } from 'perf_hooks';
 import type { CalibrationOptions } from '../calibration/calibrate';
-import type { Device } from '../runtime/session';
+import type { Device } from '@zerolm/runtime';
 import { openScoring, type ScoringBackend } from '../scoring/backend';
 import type { CapacityTable } from '../scoring/capacity-table';
 import type { ImportanceDetails, UnitImportance } from '../scoring/importance';

@@ -1,0 +1,6 @@
+export * from './compare';
+export * from './latency';
+export * from './metrics';
+export * from './plot';
+export * from './text';
+export * from './svg';
