@@ -34,6 +34,12 @@ function withConfig(entry: object, changes: object): object {
   return { ...entry, model_config: { ...(entry as { model_config: object }).model_config, ...changes } };
 }
 
+interface Correlation {
+  mean: number;
+  std: number;
+  repeats: number[];
+}
+
 interface RankJson {
   benchmark: string;
   n: number;
@@ -41,7 +47,8 @@ interface RankJson {
   init: string;
   alphaStrategy: string;
   alpha: number;
-  results: Array<{ proxy: string; alphaStrategy?: string; alpha?: number; spearman: { mean: number; std: number }; kendall: { mean: number; std: number } }>;
+  repeats: number;
+  results: Array<{ proxy: string; alphaStrategy?: string; alpha?: number; alphas?: number[]; spearman: Correlation; kendall: Correlation }>;
   architectures: Array<{ id: string; groundTruth: number; params: number; layers: number; attention: number; ffn: number; score: number }>;
 }
 
@@ -88,10 +95,15 @@ describe('zerolm rank (small LTS file)', () => {
       expect(report.results.filter((r) => r.proxy !== 'zerolm').map((r) => r.proxy)).toEqual(['params', 'depth', 'proxy one', 'proxy two']);
       for (const row of report.results) {
         for (const summary of [row.spearman, row.kendall]) {
-          expect(Object.keys(summary).sort()).toEqual(['mean', 'std']);
+          expect(Object.keys(summary).sort()).toEqual(['mean', 'repeats', 'std']);
           expect(Math.abs(summary.mean)).toBeLessThanOrEqual(1);
           expect(summary.std).toBeGreaterThanOrEqual(0);
+          // One correlation per held-out split; mean and std summarise exactly those.
+          expect(summary.repeats).toHaveLength(report.repeats);
+          const mean = summary.repeats.reduce((a, b) => a + b, 0) / summary.repeats.length;
+          expect(summary.mean).toBeCloseTo(mean, 12);
         }
+        if (row.proxy === 'zerolm') expect(row.alphas).toHaveLength(report.repeats);
       }
     });
 

@@ -5,7 +5,8 @@
  */
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import { ensureFixtures, fixturePath } from '../fixtures';
+import { DEFAULT_PRUNE_MEASURE } from '@zerolm/planner';
+import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
@@ -29,7 +30,13 @@ function main(): void {
   const relative = (p: string) => path.relative(process.cwd(), p) || '.';
   const source = relative(fixturePath(model));
   const out = relative(path.join(repoRoot, 'demo-output', model));
-  zerolm(['score', source]);
+  // Scored with the measure the planner maximises, so that this score and the prune step's
+  // "score before -> after" are the same number; `zerolm score` defaults to the paper's msv.
+  process.stdout.write(
+    `\nScored with ${DEFAULT_PRUNE_MEASURE}, the measure the pruning planner maximises (zerolm score defaults to the paper's msv, ` +
+      `which ranks architectures well but rises as weak units are removed, so the planner does not use it).\n`,
+  );
+  zerolm(['score', source, '--measure', DEFAULT_PRUNE_MEASURE]);
   // Three pruned variants, each a model folder transformers.js loads, compared with the source.
   zerolm(['prune', source, '--out', out, '--sweep', '0.9,0.75,0.5', '--force']);
 }

@@ -4,6 +4,8 @@ import type { AlphaStrategy, Split } from './strategies';
 export interface Summary {
   mean: number;
   std: number;
+  /** The value on each split's held-out architectures, in split order. */
+  repeats: number[];
 }
 
 export interface StrategyEvaluation {
@@ -29,7 +31,7 @@ function pick(values: ArrayLike<number>, indices: readonly number[]): Float64Arr
 }
 
 function summarize(values: number[]): Summary {
-  return { mean: mean(values), std: std(values) };
+  return { mean: mean(values), std: std(values), repeats: values };
 }
 
 /**

@@ -36,6 +36,8 @@ export interface RankResult {
   alphaStrategy?: string;
   /** Mean alpha over the repeats (ZeroLM rows). */
   alpha?: number;
+  /** The alpha chosen on each split (ZeroLM rows), in split order. */
+  alphas?: number[];
   spearman: Summary;
   kendall: Summary;
 }
@@ -109,7 +111,7 @@ export function rankArchitectures(entries: readonly RankEntry[], options: RankOp
   let chosenAlpha = options.alpha ?? 0.5;
   for (const strategy of listAlphaStrategies()) {
     const evaluation = evaluateStrategy(strategy, input, splits, { alpha: options.alpha });
-    results.push({ proxy: 'zerolm', alphaStrategy: strategy.name, alpha: evaluation.alpha, spearman: evaluation.spearman, kendall: evaluation.kendall });
+    results.push({ proxy: 'zerolm', alphaStrategy: strategy.name, alpha: evaluation.alpha, alphas: evaluation.alphas, spearman: evaluation.spearman, kendall: evaluation.kendall });
     if (strategy.name === chosen) chosenAlpha = evaluation.alpha;
   }
   results.push({ proxy: 'params', ...evaluateScores(params, groundTruth, splits) });
