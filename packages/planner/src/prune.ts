@@ -67,6 +67,26 @@ export interface PlanFile {
   score: PlanResult['score'];
   layers: PlanFileLayer[];
   latency?: PlanResult['latency'];
+  /** Where the time went, in milliseconds (see `PruneTimings`). */
+  timings: PruneTimings;
+}
+
+/**
+ * The phases of one `prune`, in milliseconds. `calibrationMs` is what this run spent waiting for
+ * the calibration (0 when a cached one was reused); `sequencesMs` and `statisticsMs` split the
+ * calibration's own time as it was made. `importanceMs` is the ranking without that wait,
+ * `searchMs` the capacity table, greedy, evolution and latency checks, `correctionMs` the refit
+ * without calibration, `exportMs` the writing and checking of the folder (0 until written).
+ */
+export interface PruneTimings {
+  calibrationMs: number;
+  sequencesMs?: number;
+  statisticsMs?: number;
+  importanceMs: number;
+  searchMs: number;
+  correctionMs: number;
+  exportMs: number;
+  totalMs: number;
 }
 
 export interface PlanFileLayer {
@@ -99,6 +119,25 @@ export interface AppliedCorrection {
   summary: CorrectionSummary;
   overrides: readonly WeightOverride[];
   calibration?: CalibrationSummary;
+  /** Time spent on the correction: waiting for the calibration, and the refit itself. */
+  calibrationMs?: number;
+  ms?: number;
+}
+
+/** The phase timings of a plan (and its correction and export, when given). */
+export function pruneTimings(result: PlanResult, correction?: AppliedCorrection, exportMs = 0, totalMs?: number): PruneTimings {
+  const t = result.timings;
+  const calibration = result.importanceDetails?.calibration ?? correction?.calibration;
+  const calibrationMs = t.calibrationMs + (correction?.calibrationMs ?? 0);
+  return {
+    calibrationMs,
+    ...(calibration ? { sequencesMs: calibration.timings.sequencesMs, statisticsMs: calibration.timings.statisticsMs } : {}),
+    importanceMs: t.rankingMs - t.calibrationMs,
+    searchMs: t.scoringMs + t.greedyMs + t.evolutionMs + t.latencyMs,
+    correctionMs: correction?.ms ?? 0,
+    exportMs,
+    totalMs: totalMs ?? t.totalMs + calibrationMs - t.calibrationMs + (correction?.ms ?? 0) + exportMs,
+  };
 }
 
 function layerTerms(graph: ModuleGraph, result: PlanResult): number[] {
@@ -159,6 +198,7 @@ export function planFile(model: HfModel, result: PlanResult, options: PruneOptio
     score: result.score,
     layers,
     ...(result.latency ? { latency: result.latency } : {}),
+    timings: pruneTimings(result, correction),
   };
 }
 
@@ -197,6 +237,18 @@ function latencyProbe(model: HfModel, seqLen: number, runs: number, device: Devi
   };
 }
 
+/** Replaces `file` with `text` through a temporary file in the same folder and a rename. */
+function writeFileAtomic(file: string, text: string): void {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+  try {
+    fs.writeFileSync(temp, text);
+    fs.renameSync(temp, file);
+  } catch (error) {
+    fs.rmSync(temp, { force: true });
+    throw new Error(`cannot write ${file}: ${(error as Error).message}`);
+  }
+}
+
 /** Plans and exports a pruned model; see the package README ("Prune"). */
 export async function prune(modelDir: string, options: PruneOptions): Promise<PruneResult> {
   const started = performance.now();
@@ -220,14 +272,17 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   if (correction === 'refit') {
     // The same calibration the importance rule used (cached), or a new one for weight rules.
     options.onProgress?.(0, 1, 'calibration');
+    const waited = performance.now();
     const calibration = await calibrate(model, {
       ...options.calibration,
       seed: options.calibration?.seed ?? options.seed ?? 0,
       device: options.device ?? 'auto',
       ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!(done, total, 'calibration') } : {}),
     });
+    const calibrationMs = performance.now() - waited;
+    const refitStarted = performance.now();
     const overrides = refitOverrides(model, searched.plan, calibration);
-    applied = { summary: correctionSummary('refit', overrides), overrides, calibration: calibration.summary };
+    applied = { summary: correctionSummary('refit', overrides), overrides, calibration: calibration.summary, calibrationMs, ms: performance.now() - refitStarted };
     if (overrides.length > 0) {
       const after = scoreReport(correctedGraph(model.graph, searched.plan, overrides), { measure: searched.measure, alpha: searched.alpha, variant: searched.variant }).score;
       result = { ...searched, score: { ...searched.score, after } };
@@ -236,6 +291,7 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   const correctionMs = performance.now() - correctionStarted;
   const overrides = applied ? [...applied.overrides] : [];
   const file = planFile(model, result, options, applied);
+  file.timings = pruneTimings(result, applied, 0, performance.now() - started);
   const timings = (exportMs: number) => ({ planMs, correctionMs, exportMs, totalMs: performance.now() - started });
   if (options.planOnly) return { plan: result, planFile: file, overrides, timings: timings(0) };
   const exportStarted = performance.now();
@@ -253,7 +309,11 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
     files: { 'plan.json': `${JSON.stringify(file, null, 2)}\n` },
     overrides,
   });
-  return { plan: result, planFile: file, export: exported, overrides, timings: timings(performance.now() - exportStarted) };
+  // The export's own time is known only now: plan.json is rewritten (atomically) with it.
+  const exportMs = performance.now() - exportStarted;
+  file.timings = pruneTimings(result, applied, exportMs, performance.now() - started);
+  writeFileAtomic(path.join(exported.outDir, 'plan.json'), `${JSON.stringify(file, null, 2)}\n`);
+  return { plan: result, planFile: file, export: exported, overrides, timings: timings(exportMs) };
 }
 
 export interface SweepOptions extends Omit<PruneOptions, 'targetParams' | 'out' | 'planOnly'> {

@@ -203,6 +203,14 @@ function describeImportance(p: PlanFile): string {
   return parts.length ? `${p.importance.rule} (${parts.join('; ')})` : p.importance.rule;
 }
 
+/** The phases' times, as plan.json records them. */
+export function describeTimings(p: PlanFile): string {
+  const t = p.timings;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const split = t.sequencesMs !== undefined && t.calibrationMs > 0 ? ` (sequences ${s(t.sequencesMs)}, statistics ${s(t.statisticsMs!)})` : '';
+  return `time: calibration ${s(t.calibrationMs)}${split}, importance ${s(t.importanceMs)}, search ${s(t.searchMs)}, correction ${s(t.correctionMs)}, export ${s(t.exportMs)}, total ${s(t.totalMs)}`;
+}
+
 function pct(after: number, before: number): string {
   return `${((100 * after) / before).toFixed(1)}%`;
 }
@@ -237,6 +245,7 @@ export function renderPrune(result: PruneResult): string {
     `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
     ...(p.calibration ? [`calibration: ${p.calibration.samples} x ${p.calibration.length} tokens, seed ${p.calibration.seed}, ${p.calibration.sequences}`] : []),
     `correction ${p.correction.method}${p.correction.matrices !== undefined ? ` (${p.correction.matrices} matrices refitted)` : ''}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
+    describeTimings(p),
     '',
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
   ];

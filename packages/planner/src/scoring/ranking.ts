@@ -6,6 +6,7 @@ import type { HfModel } from '@zerolm/adapters';
 import { hasPrunableHeads, type Layer, type LayerPlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
 import { calibrate, type CalibrationOptions } from '../calibration/calibrate';
 import type { Device } from '@zerolm/runtime';
+import { performance } from 'perf_hooks';
 import {
   DEFAULT_IMPORTANCE,
   getImportance,
@@ -106,15 +107,19 @@ export interface PrepareRankingOptions extends RankOptions {
  * (`prepare`). Without a model folder and without a named rule, `magnitude` ranks and
  * `details.fallback` says why; a named model rule without a model folder is an error.
  */
-export async function prepareRanking(graph: ModuleGraph, options: PrepareRankingOptions = {}): Promise<{ ranking: UnitRanking; details?: ImportanceDetails }> {
+export async function prepareRanking(
+  graph: ModuleGraph,
+  options: PrepareRankingOptions = {},
+): Promise<{ ranking: UnitRanking; details?: ImportanceDetails; calibrationMs: number }> {
   const rule = resolveRule(options.importance);
   const seed = options.seed ?? 0;
-  if (!needsModel(rule)) return { ranking: rankWith(graph, rule.name, (layer, kind) => rule.importance!(layer, kind, { seed })) };
+  if (!needsModel(rule)) return { ranking: rankWith(graph, rule.name, (layer, kind) => rule.importance!(layer, kind, { seed })), calibrationMs: 0 };
   const model = options.model;
   if (!model) {
     if (options.importance !== undefined) throw modelRequired(rule, graph);
     return {
       ranking: rankUnits(graph, { seed }),
+      calibrationMs: 0,
       details: { fallback: `the default importance "${rule.name}" runs the model and ${graph.name} came without a model folder: ranked by ${WEIGHT_FALLBACK_IMPORTANCE}` },
     };
   }
@@ -128,15 +133,28 @@ export async function prepareRanking(graph: ModuleGraph, options: PrepareRanking
     device,
     ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!(done, total, 'calibration') } : {}),
   };
+  // Time spent waiting for the calibration (sequences and statistics), apart from the rule's own work.
+  let calibrationMs = 0;
   const prepared = await rule.prepare!({
     graph,
     model,
     seed,
     device,
-    calibration: () => calibrate(model, calibrationOptions),
+    calibration: async () => {
+      const waited = performance.now();
+      try {
+        return await calibrate(model, calibrationOptions);
+      } finally {
+        calibrationMs += performance.now() - waited;
+      }
+    },
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  return { ranking: rankWith(graph, rule.name, (layer, kind) => prepared.scores(layer, kind)), ...(prepared.details ? { details: prepared.details } : {}) };
+  return {
+    ranking: rankWith(graph, rule.name, (layer, kind) => prepared.scores(layer, kind)),
+    calibrationMs,
+    ...(prepared.details ? { details: prepared.details } : {}),
+  };
 }
 
 /** The `count` most important of `order`, ascending (the form a `LayerPlan` wants). */

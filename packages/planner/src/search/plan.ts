@@ -161,7 +161,11 @@ export interface PlanResult {
   scoredRows: number;
   /** Candidates the chosen search scored. */
   evaluations: number;
-  timings: { rankingMs: number; scoringMs: number; greedyMs: number; evolutionMs: number; latencyMs: number; totalMs: number };
+  /**
+   * Phases in milliseconds: `rankingMs` holds `calibrationMs`, the wait for the calibration (its
+   * sequences and statistics; 0 when a cached one was reused), and the importance rule's own work.
+   */
+  timings: { rankingMs: number; calibrationMs: number; scoringMs: number; greedyMs: number; evolutionMs: number; latencyMs: number; totalMs: number };
   /** Non-dominated (params, score) candidates within budget that the searches saw, params ascending. */
   pareto: ParetoPoint[];
   greedy: { plan: PrunePlan; counts: LayerCounts[]; params: number; flops: number; score: number; evaluations: number; pareto: ParetoPoint[] };
@@ -271,7 +275,7 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
   // Ranking reads every weight, and model rules run the model (seconds to minutes on large
   // models): only after the cheap checks above.
   const rankingStarted = performance.now();
-  const { ranking, details: importanceDetails } = await prepareRanking(graph, {
+  const { ranking, details: importanceDetails, calibrationMs } = await prepareRanking(graph, {
     ...(options.importance === undefined ? {} : { importance: options.importance }),
     seed,
     ...(options.model ? { model: options.model } : {}),
@@ -389,6 +393,7 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
     evaluations,
     timings: {
       rankingMs,
+      calibrationMs,
       scoringMs: scoring.ms,
       greedyMs: greedy.ms,
       evolutionMs,
