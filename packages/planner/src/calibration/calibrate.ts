@@ -1,7 +1,8 @@
 /**
  * `calibrate`: the activation statistics a model shows on its own samples, without data. Builds
  * S sequences of T tokens with no text (`calibrationSequences`: self-generated for decoders,
- * uniform over the vocabulary for encoders), then one statistics pass (`collectMoments`).
+ * uniform over the vocabulary for encoders; the one step that runs the whole model, in a session
+ * released before the next step), then one statistics pass, layer by layer (`collectMoments`).
  *
  * Results are cached per (model file, its size and modification time, S, T, seed) within the
  * process, so a sweep or a benchmark does not generate twice.
@@ -24,7 +25,7 @@ export interface CalibrationOptions {
   /** Seed of the sampling (default 0; the planner passes its own seed). */
   seed?: number;
   device?: Device;
-  /** Bytes of float64 statistics per pass before layers are split into groups (default 2 GiB). */
+  /** Bytes of float64 statistics kept in memory; past it they go to a temporary folder (default 512 MiB). */
   maxStatisticsBytes?: number;
   onProgress?: (done: number, total: number) => void;
 }
@@ -43,16 +44,27 @@ export interface CalibrationSummary {
   sequences: string;
   bos?: number;
   eos?: number;
-  /** Forward passes of the statistics (more than one when layers were split to cap memory). */
+  /** Forward passes of the statistics over the sequences (one, layer by layer). */
   statisticsPasses: number;
-  timings: { sequencesMs: number; statisticsMs: number };
+  /** Where the per-layer moments are kept: in memory, or past `maxStatisticsBytes` in a temporary folder. */
+  statisticsStorage: 'memory' | 'disk';
+  /** The onnxruntime provider of the statistics pass, and why not CUDA. */
+  provider: string;
+  providerReason?: string;
+  /** `statisticsMs` is the embeddings and the layers together. */
+  timings: { sequencesMs: number; statisticsMs: number; embeddingsMs: number; layersMs: number };
 }
 
 export interface Calibration {
   readonly summary: CalibrationSummary;
   readonly sequences: CalibrationSequences;
-  /** Per source layer. */
+  /**
+   * Per source layer. When kept on disk, `layers[i].ffn` and `.attention` are read from the
+   * temporary folder on access (the most recent of each is kept): go through layers in order.
+   */
   readonly layers: readonly LayerMoments[];
+  /** Frees the statistics (deletes their temporary folder); the calibration cache calls it when it drops an entry. */
+  release(): void;
 }
 
 function positive(value: number | undefined, fallback: number, what: string): number {
@@ -98,12 +110,21 @@ export function calibrate(model: HfModel, options: CalibrationOptions = {}): Pro
   cache.set(key, pending);
   // A failed calibration is not kept.
   pending.catch(() => cache.delete(key));
-  while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+  while (cache.size > CACHE_ENTRIES) {
+    const oldest = cache.keys().next().value!;
+    releaseLater(cache.get(oldest)!);
+    cache.delete(oldest);
+  }
   return pending;
 }
 
-/** Forgets every cached calibration (frees their memory). */
+function releaseLater(entry: Promise<Calibration>): void {
+  entry.then((c) => c.release()).catch(() => undefined);
+}
+
+/** Forgets every cached calibration (frees their memory and temporary files). */
 export function clearCalibrationCache(): void {
+  for (const entry of cache.values()) releaseLater(entry);
   cache.clear();
 }
 
@@ -118,7 +139,7 @@ async function run(
   const sequences = await calibrationSequences(model, { samples: settings.samples, length: settings.length, seed: settings.seed, device });
   const sequencesMs = performance.now() - started;
   const statsStarted = performance.now();
-  const { layers, passes } = await collectMoments(model, sequences.tokens, sequences.samples, sequences.length, {
+  const statistics = await collectMoments(model, sequences.tokens, sequences.samples, sequences.length, {
     device,
     maxBytes,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
@@ -133,8 +154,11 @@ async function run(
     sequences: SEQUENCE_SOURCES[sequences.source],
     ...(sequences.bos === undefined ? {} : { bos: sequences.bos }),
     ...(sequences.eos === undefined ? {} : { eos: sequences.eos }),
-    statisticsPasses: passes,
-    timings: { sequencesMs, statisticsMs: performance.now() - statsStarted },
+    statisticsPasses: statistics.passes,
+    statisticsStorage: statistics.storage,
+    provider: statistics.provider,
+    ...(statistics.providerReason === undefined ? {} : { providerReason: statistics.providerReason }),
+    timings: { sequencesMs, statisticsMs: performance.now() - statsStarted, ...statistics.timings },
   };
-  return { summary, sequences, layers };
+  return { summary, sequences, layers: statistics.layers, release: () => statistics.store.release() };
 }
