@@ -4,3 +4,4 @@ export * from './statistics';
 export * from './obs';
 export * from './ablation';
 export { cholesky, inverseSpd, solveSpd } from './dense';
+export * from './algebra';

@@ -15,6 +15,7 @@
  * kept sets of every size are nested. Work: O(n^3) for the inverse and the downdates together.
  */
 import { subtractMatrixProduct } from '@zerolm/core';
+import { ORT_MIN_SIZE, type OrtAlgebra } from './algebra';
 import { cholesky, forwardSubstitute, inverseSpd, meanDiagonal, solveSpd } from './dense';
 
 /** Ridge added to C before it is inverted: this fraction of its mean diagonal (1 when C is zero). */
@@ -48,12 +49,53 @@ export interface ObsProblem {
  * last one is the unit left when all others are gone. Within a chunk, units go cheapest first.
  */
 export function obsRemovalOrder(problem: ObsProblem): number[] {
+  const inverse = inverseSpd(regularized(problem.second, problem.n, problem.ridge), problem.n, 'the regularized second moment');
+  return obsOrderFromInverse(inverse, problem);
+}
+
+/** Steps per onnxruntime run of the chunked OBS (see `OrtAlgebra.obsSteps`). */
+const STEPS_PER_RUN = 16;
+
+/**
+ * `obsRemovalOrder` with the heavy algebra on onnxruntime (`OrtAlgebra`: CUDA when it starts,
+ * else the CPU provider's GEMM), the same greedy: the inverse by block elimination, then chunked
+ * steps in runs of 16 while more than `ORT_MIN_SIZE` units are left, the rest in TypeScript.
+ * Needs single-row units covering every row in order (FFN neurons); other problems go to
+ * `obsRemovalOrder`.
+ */
+export async function obsRemovalOrderOnOrt(problem: ObsProblem, algebra: OrtAlgebra): Promise<number[]> {
+  const { n, d, units } = problem;
+  const chunk = Math.max(1, Math.floor(problem.chunk ?? 1));
+  const rowsAreUnits = units.length === n && units.every((u, i) => u.length === 1 && u[0] === i);
+  const inverse = await algebra.inverseSpd(regularized(problem.second, n, problem.ridge), n, 'the regularized second moment');
+  if (!rowsAreUnits) return obsOrderFromInverse(inverse, problem);
+  let h: Float64Array = inverse;
+  let w: Float64Array = Float64Array.from(problem.weights);
+  /** Unit (= original row) at each compact position. */
+  let rows = Array.from({ length: n }, (_, i) => i);
+  const order: number[] = [];
+  while (rows.length > ORT_MIN_SIZE && rows.length - 1 >= chunk) {
+    const k = rows.length;
+    const steps = Math.min(STEPS_PER_RUN, Math.floor((k - 1) / chunk));
+    const result = await algebra.obsSteps(h, w, k, d, chunk, steps);
+    for (const step of result.removed) order.push(...step.map((p) => rows[p]!));
+    rows = result.kept.map((p) => rows[p]!);
+    h = result.inverse;
+    w = result.weights;
+  }
+  const rest = obsOrderFromInverse(h, { ...problem, n: rows.length, weights: w, units: rows.map((_, i) => [i]) });
+  order.push(...rest.map((i) => rows[i]!));
+  return order;
+}
+
+/** The greedy removal order from `inverse` = H^-1 (`problem.n` square; consumed). */
+export function obsOrderFromInverse(inverse: Float64Array, problem: ObsProblem): number[] {
   const { n, d, units } = problem;
   const chunk = Math.max(1, Math.floor(problem.chunk ?? 1));
   if (chunk > 1 && units.some((u) => u.length !== 1)) throw new Error('internal: OBS chunks need single-row units');
   // Rows no unit owns stay in the problem (they are never removed but take part in the refit).
   let m = n;
-  let h = inverseSpd(regularized(problem.second, n, problem.ridge), n, 'the regularized second moment');
+  let h = inverse;
   let w = Float64Array.from(problem.weights);
   /** Original row index of each compact position. */
   let rows = Array.from({ length: n }, (_, i) => i);

@@ -1,0 +1,269 @@
+/**
+ * Dense float64 algebra of the calibration (inverses of second moments, OBS downdates, the
+ * least-squares refit) on onnxruntime, where it runs on the CUDA provider when that starts and on
+ * the CPU provider's multi-threaded GEMM otherwise (about 6x the single-threaded TypeScript
+ * kernels on the development machine's two cores). Small problems stay in TypeScript
+ * (`dense.ts`): below `ORT_MIN_SIZE` a session costs more than it saves.
+ *
+ * onnxruntime has no Cholesky, so an inverse of a symmetric positive definite matrix is built by
+ * recursive 2 x 2 block elimination (H = [A B; B^T D]: A^-1 recursively, T = A^-1 B, the Schur
+ * complement S = D - B^T T, S^-1 recursively, then H^-1 = [A^-1 + T S^-1 T^T, -T S^-1; ., S^-1]),
+ * with the GEMMs in onnxruntime and blocks up to `ORT_MIN_SIZE` inverted in TypeScript.
+ *
+ * Greedy OBS steps run as unrolled graphs: each step picks the `chunk` cheapest units by
+ * ||W_j||^2 / [H^-1]_jj (TopK), and applies the block downdate with the com.microsoft `Inverse` of
+ * their `chunk x chunk` block; after `steps` steps the graph gathers the rows and columns left.
+ */
+import {
+  AttributeType,
+  DataType,
+  DEFAULT_IR_VERSION,
+  encodeModel,
+  makeAttribute,
+  makeGraph,
+  makeModel,
+  makeNode,
+  makeTensor,
+  makeValueInfo,
+  type NodeProto,
+} from '@zerolm/onnx';
+import { openSession, ort, type Device, type Provider } from '@zerolm/runtime';
+import { inverseSpd } from './dense';
+
+/** Matrices at most this wide are handled in TypeScript. */
+export const ORT_MIN_SIZE = 768;
+
+const OPSET = [
+  { domain: '', version: 17 },
+  { domain: 'com.microsoft', version: 1 },
+];
+
+function f64(data: Float64Array, dims: number[]): ort.Tensor {
+  return new ort.Tensor('float64', data, dims);
+}
+
+function floatAttribute(name: string, value: number) {
+  return makeAttribute(name, value, AttributeType.FLOAT);
+}
+
+function tensorData(tensor: ort.Tensor | undefined, what: string): Float64Array {
+  if (!tensor || tensor.type !== 'float64') throw new Error(`internal: algebra output ${what} is missing or not float64`);
+  return tensor.data as Float64Array;
+}
+
+/** The rows `r0..r1` and columns `c0..c1` of the `n`-wide `a`. */
+function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
+  const w = c1 - c0;
+  const out = new Float64Array((r1 - r0) * w);
+  for (let r = r0; r < r1; r++) out.set(a.subarray(r * n + c0, r * n + c1), (r - r0) * w);
+  return out;
+}
+
+/** (A + A^T) / 2 in place. */
+function symmetrize(a: Float64Array, n: number): void {
+  for (let r = 0; r < n; r++) {
+    for (let c = r + 1; c < n; c++) {
+      const v = 0.5 * (a[r * n + c]! + a[c * n + r]!);
+      a[r * n + c] = v;
+      a[c * n + r] = v;
+    }
+  }
+}
+
+/** What `obsSteps` returns: the units removed (positions in the matrices given) and what is left. */
+export interface ObsStepsResult {
+  /** Per step, its `chunk` positions, cheapest first. */
+  removed: number[][];
+  /** Positions kept, ascending: row i of `inverse` and `weights` is position `kept[i]` of the input. */
+  kept: number[];
+  inverse: Float64Array;
+  weights: Float64Array;
+}
+
+export class OrtAlgebra {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private constructor(
+    readonly device: Device,
+    readonly provider: Provider,
+    readonly fallbackReason: string | undefined,
+    product: ort.InferenceSession,
+  ) {
+    this.sessions.set('product', Promise.resolve(product));
+  }
+
+  /** Opens the provider (CUDA first with `auto`), with the product graph. */
+  static async open(device: Device = 'auto'): Promise<OrtAlgebra> {
+    const opened = await openSession(productGraph(), device);
+    return new OrtAlgebra(device, opened.provider, opened.fallbackReason, opened.session);
+  }
+
+  private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
+    let session = this.sessions.get(key);
+    if (!session) {
+      session = openSession(build(), this.provider).then((o) => o.session);
+      this.sessions.set(key, session);
+    }
+    return session;
+  }
+
+  private async run(key: string, build: () => Uint8Array, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const session = await this.session(key, build);
+    try {
+      return await session.run(feeds);
+    } catch (error) {
+      throw new Error(`onnxruntime (${this.provider}) failed on the calibration algebra (${key}): ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  /** A B for `a` (m x k) and `b` (k x n). */
+  async multiply(a: Float64Array, m: number, k: number, b: Float64Array, n: number): Promise<Float64Array> {
+    const out = await this.run('product', productGraph, { a: f64(a, [m, k]), b: f64(b, [k, n]) });
+    return tensorData(out['y'], 'product');
+  }
+
+  /** The inverse of the symmetric positive definite `a` (`n x n`, not modified), symmetric. */
+  async inverseSpd(a: Float64Array, n: number, what = 'matrix'): Promise<Float64Array> {
+    if (n <= ORT_MIN_SIZE) return inverseSpd(a, n, what);
+    // Halves on a multiple of 64 (the TypeScript kernels' block).
+    const m = Math.max(64, Math.round(n / 2 / 64) * 64);
+    const q = n - m;
+    const ai = await this.inverseSpd(block(a, n, 0, m, 0, m), m, what);
+    const schur = await this.run('schur', schurGraph, { ai: f64(ai, [m, m]), b: f64(block(a, n, 0, m, m, n), [m, q]), d: f64(block(a, n, m, n, m, n), [q, q]) });
+    const t = tensorData(schur['t'], 't');
+    const s = Float64Array.from(tensorData(schur['s'], 's'));
+    symmetrize(s, q);
+    const si = await this.inverseSpd(s, q, what);
+    const assembled = await this.run('assemble', assembleGraph, { ai: f64(ai, [m, m]), t: f64(t, [m, q]), si: f64(si, [q, q]) });
+    const topLeft = tensorData(assembled['tl'], 'tl');
+    const topRight = tensorData(assembled['tr'], 'tr');
+    const out = new Float64Array(n * n);
+    for (let r = 0; r < m; r++) {
+      out.set(topLeft.subarray(r * m, (r + 1) * m), r * n);
+      out.set(topRight.subarray(r * q, (r + 1) * q), r * n + m);
+    }
+    for (let r = 0; r < q; r++) {
+      for (let c = 0; c < m; c++) out[(m + r) * n + c] = topRight[c * q + r]!;
+      out.set(si.subarray(r * q, (r + 1) * q), (m + r) * n + m);
+    }
+    symmetrize(out, n);
+    return out;
+  }
+
+  /**
+   * `steps` greedy OBS steps of `chunk` units of one row each on (`inverse` = H^-1, `k x k`;
+   * `weights`, `k x d`): needs k > steps * chunk.
+   */
+  async obsSteps(inverse: Float64Array, weights: Float64Array, k: number, d: number, chunk: number, steps: number): Promise<ObsStepsResult> {
+    if (!(k > steps * chunk)) throw new Error(`internal: ${steps} OBS steps of ${chunk} need more than ${steps * chunk} units (have ${k})`);
+    const diagonal = new BigInt64Array(k);
+    for (let i = 0; i < k; i++) diagonal[i] = BigInt(i * (k + 1));
+    const out = await this.run(`obs/${chunk}/${steps}`, () => obsGraph(chunk, steps), {
+      hinv: f64(inverse, [k, k]),
+      w: f64(weights, [k, d]),
+      diagonal: new ort.Tensor('int64', diagonal, [k]),
+      alive: f64(new Float64Array(k).fill(1), [k]),
+    });
+    const removedAll = out['removed']!.data as BigInt64Array;
+    const removed: number[][] = [];
+    for (let s = 0; s < steps; s++) removed.push(Array.from(removedAll.subarray(s * chunk, (s + 1) * chunk), Number));
+    const kept = Array.from(out['kept']!.data as BigInt64Array, Number);
+    return { removed, kept, inverse: tensorData(out['hinv_out'], 'hinv_out'), weights: tensorData(out['w_out'], 'w_out') };
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}
+
+function model(nodes: NodeProto[], inputs: [string, (string | number)[]][], outputs: [string, number][], extra: Parameters<typeof makeGraph>[0]['initializers'] = []): Uint8Array {
+  const graph = makeGraph({
+    nodes,
+    inputs: inputs.map(([name, dims]) => makeValueInfo(name, name === 'diagonal' ? DataType.INT64 : DataType.DOUBLE, dims)),
+    outputs: outputs.map(([name, type]) => makeValueInfo(name, type)),
+    initializers: extra,
+  });
+  return encodeModel(makeModel(graph, { opsetImports: OPSET, irVersion: DEFAULT_IR_VERSION }));
+}
+
+function productGraph(): Uint8Array {
+  return model([makeNode('MatMul', ['a', 'b'], ['y'])], [['a', ['m', 'k']], ['b', ['k', 'n']]], [['y', DataType.DOUBLE]]);
+}
+
+/** T = Ai B, S = D - B^T T. */
+function schurGraph(): Uint8Array {
+  return model(
+    [makeNode('MatMul', ['ai', 'b'], ['t']), makeNode('Gemm', ['b', 't', 'd'], ['s'], { transA: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) })],
+    [['ai', ['m', 'm']], ['b', ['m', 'q']], ['d', ['q', 'q']]],
+    [['t', DataType.DOUBLE], ['s', DataType.DOUBLE]],
+  );
+}
+
+/** U = T Si; top left Ai + U T^T, top right -U. */
+function assembleGraph(): Uint8Array {
+  return model(
+    [
+      makeNode('MatMul', ['t', 'si'], ['u']),
+      makeNode('Gemm', ['u', 't', 'ai'], ['tl'], { transB: 1, alpha: floatAttribute('alpha', 1), beta: floatAttribute('beta', 1) }),
+      makeNode('Neg', ['u'], ['tr']),
+    ],
+    [['ai', ['m', 'm']], ['t', ['m', 'q']], ['si', ['q', 'q']]],
+    [['tl', DataType.DOUBLE], ['tr', DataType.DOUBLE]],
+  );
+}
+
+/** `steps` unrolled OBS steps of `chunk` units (see the module comment). */
+function obsGraph(chunk: number, steps: number): Uint8Array {
+  const nodes: NodeProto[] = [];
+  const initializers = [
+    makeTensor('flat_shape', [1], BigInt64Array.from([-1n])),
+    makeTensor('chunk', [1], BigInt64Array.from([BigInt(chunk)])),
+    makeTensor('zeros', [chunk], new Float64Array(chunk)),
+    makeTensor('half', [], Float64Array.from([0.5])),
+    makeTensor('infinity', [], Float64Array.from([Infinity])),
+  ];
+  let hinv = 'hinv';
+  let w = 'w';
+  let alive = 'alive';
+  const removed: string[] = [];
+  for (let s = 0; s < steps; s++) {
+    const p = (name: string) => `s${s}/${name}`;
+    nodes.push(
+      makeNode('Reshape', [hinv, 'flat_shape'], [p('flat')]),
+      makeNode('Gather', [p('flat'), 'diagonal'], [p('diag')], { axis: 0 }),
+      makeNode('ReduceSumSquare', [w], [p('norms')], { axes: [1], keepdims: 0 }),
+      makeNode('Div', [p('norms'), p('diag')], [p('cost')]),
+      makeNode('Greater', [alive, 'half'], [p('is_alive')]),
+      makeNode('Where', [p('is_alive'), p('cost'), 'infinity'], [p('masked')]),
+      makeNode('TopK', [p('masked'), 'chunk'], [p('values'), p('removed')], { largest: 0, sorted: 1, axis: 0 }),
+      makeNode('Gather', [hinv, p('removed')], [p('hr')], { axis: 0 }),
+      makeNode('Gather', [p('hr'), p('removed')], [p('hrr')], { axis: 1 }),
+      makeNode('Inverse', [p('hrr')], [p('inv')], {}, { domain: 'com.microsoft' }),
+      makeNode('MatMul', [p('inv'), p('hr')], [p('a')]),
+      makeNode('Gemm', [p('hr'), p('a'), hinv], [p('hinv')], { transA: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
+      makeNode('Gather', [w, p('removed')], [p('wr')], { axis: 0 }),
+      makeNode('MatMul', [p('inv'), p('wr')], [p('b')]),
+      makeNode('Gemm', [p('hr'), p('b'), w], [p('w')], { transA: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
+      makeNode('ScatterElements', [alive, p('removed'), 'zeros'], [p('alive')], { axis: 0 }),
+    );
+    hinv = p('hinv');
+    w = p('w');
+    alive = p('alive');
+    removed.push(p('removed'));
+  }
+  nodes.push(
+    makeNode('Concat', removed, ['removed'], { axis: 0 }),
+    makeNode('Greater', [alive, 'half'], ['kept_mask']),
+    makeNode('NonZero', ['kept_mask'], ['kept_2d']),
+    makeNode('Reshape', ['kept_2d', 'flat_shape'], ['kept']),
+    makeNode('Gather', [hinv, 'kept'], ['hinv_rows'], { axis: 0 }),
+    makeNode('Gather', ['hinv_rows', 'kept'], ['hinv_out'], { axis: 1 }),
+    makeNode('Gather', [w, 'kept'], ['w_out'], { axis: 0 }),
+  );
+  return model(
+    nodes,
+    [['hinv', ['k', 'k']], ['w', ['k', 'd']], ['diagonal', ['k']], ['alive', ['k']]],
+    [['removed', DataType.INT64], ['kept', DataType.INT64], ['hinv_out', DataType.DOUBLE], ['w_out', DataType.DOUBLE]],
+    initializers,
+  );
+}
