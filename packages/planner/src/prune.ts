@@ -281,7 +281,7 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
     });
     const calibrationMs = performance.now() - waited;
     const refitStarted = performance.now();
-    const overrides = refitOverrides(model, searched.plan, calibration);
+    const overrides = await refitOverrides(model, searched.plan, calibration, { device: options.device ?? 'auto' });
     applied = { summary: correctionSummary('refit', overrides), overrides, calibration: calibration.summary, calibrationMs, ms: performance.now() - refitStarted };
     if (overrides.length > 0) {
       const after = scoreReport(correctedGraph(model.graph, searched.plan, overrides), { measure: searched.measure, alpha: searched.alpha, variant: searched.variant }).score;

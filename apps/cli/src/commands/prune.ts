@@ -1,5 +1,7 @@
 import {
+  ATTENTION_IMPORTANCE_METHODS,
   CORRECTIONS,
+  FFN_IMPORTANCE_METHODS,
   DEFAULT_CALIBRATION_LENGTH,
   DEFAULT_CALIBRATION_SAMPLES,
   DEFAULT_PRUNE_MEASURE,
@@ -10,7 +12,9 @@ import {
   pruneSweep,
   SEARCH_METHODS,
   sweepFolderName,
+  type AttentionImportanceMethod,
   type CorrectionMethod,
+  type FfnImportanceMethod,
   type PlanFile,
   type PlanPhase,
   type PruneResult,
@@ -41,6 +45,8 @@ interface PruneArgs {
   device: Device;
   seed: number;
   importance?: string;
+  ffnImportance: FfnImportanceMethod;
+  attentionImportance: AttentionImportanceMethod;
   correction: CorrectionMethod;
   calibrationSamples: number;
   calibrationLength: number;
@@ -97,6 +103,18 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
         describe: `which units to keep inside a layer: ${listImportances().map((i) => i.name).join(', ')} (default ${DEFAULT_IMPORTANCE}: runs the model on sequences it generates itself, no text)`,
         coerce: (name: string) => oneOf('importance', listImportances().map((i) => i.name))(name),
       })
+      .option('ffn-importance', {
+        type: 'string',
+        default: 'obs',
+        describe: `self-generated: how FFN neurons are ranked (${FFN_IMPORTANCE_METHODS.join(', ')}): obs is greedy structured OBS, exact up to 1024 neurons and in 64 steps above; chunked-obs takes 64 steps at any width; energy is the diagonal E[h^2] ||down||^2`,
+        coerce: oneOf('ffn-importance', FFN_IMPORTANCE_METHODS),
+      })
+      .option('attention-importance', {
+        type: 'string',
+        default: 'auto',
+        describe: `self-generated: how attention units are ranked (${ATTENTION_IMPORTANCE_METHODS.join(', ')}): auto is the KL of the model's own predictions where running the model once per candidate fits, else block OBS on o`,
+        coerce: oneOf('attention-importance', ATTENTION_IMPORTANCE_METHODS),
+      })
       .option('correction', {
         type: 'string',
         default: DEFAULT_CORRECTION,
@@ -149,6 +167,8 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       ...(args.targetFlops !== undefined ? { targetFlops: args.targetFlops } : {}),
       ...(args.maxLatencyMs !== undefined ? { maxLatencyMs: args.maxLatencyMs } : {}),
       ...(args.importance !== undefined ? { importance: args.importance } : {}),
+      ffnImportance: args.ffnImportance,
+      attentionImportance: args.attentionImportance,
       correction: args.correction,
       calibration: { samples: args.calibrationSamples, length: args.calibrationLength },
       seqLen: args.seqLen,
@@ -191,12 +211,35 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
   },
 };
 
+/** How one layer's FFN neurons were ranked, in a few words. */
+function ffnRule(f: NonNullable<PlanFile['importance']['ffn']>[number]): string {
+  return f.method === 'chunked-obs' ? `OBS in ${f.steps} steps of ${f.chunk}` : f.method === 'obs' ? 'OBS' : 'diagonal energy';
+}
+
+/**
+ * Lines saying which layers were ranked otherwise than by the defaults (KL for attention, exact
+ * OBS for FFN neurons) and why; empty when every layer was ranked by them.
+ */
+export function describeRuleChanges(p: PlanFile): string[] {
+  const lines: string[] = [];
+  const attention = p.importance.attention;
+  if (attention?.method === 'block-obs' && attention.reason) lines.push(`attention units of every layer by block OBS on o: ${attention.reason}`);
+  const byReason = new Map<string, number[]>();
+  (p.importance.ffn ?? []).forEach((f, i) => {
+    if (!f.reason) return;
+    const key = `${ffnRule(f)}: ${f.reason}`;
+    byReason.set(key, [...(byReason.get(key) ?? []), i]);
+  });
+  for (const [text, layers] of byReason) lines.push(`FFN neurons of ${layers.length === p.layers.length ? 'every layer' : `layer${layers.length > 1 ? 's' : ''} ${layers.join(', ')}`} by ${text}`);
+  return lines;
+}
+
 /** The rule and, for model rules, how attention units and FFN neurons were ranked. */
 function describeImportance(p: PlanFile): string {
   const parts: string[] = [];
   if (p.importance.attention) parts.push(`attention by ${p.importance.attention.method === 'kl' ? 'KL of its own predictions' : `block OBS${p.importance.attention.reason ? ` (${p.importance.attention.reason})` : ''}`}`);
   if (p.importance.ffn) {
-    const methods = [...new Set(p.importance.ffn.map((f) => (f.method === 'chunked-obs' ? `chunked OBS (${f.chunk} per step)` : f.method === 'obs' ? 'OBS' : 'diagonal energy')))];
+    const methods = [...new Set(p.importance.ffn.map(ffnRule))];
     parts.push(`FFN by ${methods.join(' / ')}`);
   }
   if (p.importance.fallback) parts.push(p.importance.fallback);
@@ -245,6 +288,7 @@ export function renderPrune(result: PruneResult): string {
     `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
     ...(p.calibration ? [`calibration: ${p.calibration.samples} x ${p.calibration.length} tokens, seed ${p.calibration.seed}, ${p.calibration.sequences}`] : []),
     `correction ${p.correction.method}${p.correction.matrices !== undefined ? ` (${p.correction.matrices} matrices refitted)` : ''}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
+    ...describeRuleChanges(p),
     describeTimings(p),
     '',
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),

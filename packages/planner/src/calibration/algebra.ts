@@ -178,7 +178,8 @@ export class OrtAlgebra {
 
 function model(nodes: NodeProto[], inputs: [string, (string | number)[]][], outputs: [string, number][], extra: Parameters<typeof makeGraph>[0]['initializers'] = []): Uint8Array {
   const graph = makeGraph({
-    nodes,
+    // Named after what they make (profiles and errors name nodes).
+    nodes: nodes.map((node) => ({ ...node, name: node.name ?? node.output[0] })),
     inputs: inputs.map(([name, dims]) => makeValueInfo(name, name === 'diagonal' ? DataType.INT64 : DataType.DOUBLE, dims)),
     outputs: outputs.map(([name, type]) => makeValueInfo(name, type)),
     initializers: extra,
@@ -212,8 +213,14 @@ function assembleGraph(): Uint8Array {
   );
 }
 
-/** `steps` unrolled OBS steps of `chunk` units (see the module comment). */
-function obsGraph(chunk: number, steps: number): Uint8Array {
+/**
+ * `steps` unrolled OBS steps of `chunk` units. The downdates of H^-1 are applied lazily, as
+ * SparseGPT batches its updates: step j reads the columns of its units from the run's input
+ * corrected by the steps before it (H^-1[:, R] - U V[R, :]^T, with U and V the columns and
+ * scaled columns of the steps so far), and the whole run's downdate H^-1 - U V^T is one GEMM at
+ * the end; the diagonal and W are updated every step (the costs need them).
+ */
+export function obsGraph(chunk: number, steps: number): Uint8Array {
   const nodes: NodeProto[] = [];
   const initializers = [
     makeTensor('flat_shape', [1], BigInt64Array.from([-1n])),
@@ -222,42 +229,66 @@ function obsGraph(chunk: number, steps: number): Uint8Array {
     makeTensor('half', [], Float64Array.from([0.5])),
     makeTensor('infinity', [], Float64Array.from([Infinity])),
   ];
-  let hinv = 'hinv';
+  nodes.push(makeNode('Reshape', ['hinv', 'flat_shape'], ['flat']), makeNode('Gather', ['flat', 'diagonal'], ['diag0'], { axis: 0 }));
+  let diag = 'diag0';
   let w = 'w';
   let alive = 'alive';
+  let u = '';
+  let v = '';
   const removed: string[] = [];
   for (let s = 0; s < steps; s++) {
     const p = (name: string) => `s${s}/${name}`;
     nodes.push(
-      makeNode('Reshape', [hinv, 'flat_shape'], [p('flat')]),
-      makeNode('Gather', [p('flat'), 'diagonal'], [p('diag')], { axis: 0 }),
       makeNode('ReduceSumSquare', [w], [p('norms')], { axes: [1], keepdims: 0 }),
-      makeNode('Div', [p('norms'), p('diag')], [p('cost')]),
+      makeNode('Div', [p('norms'), diag], [p('cost')]),
       makeNode('Greater', [alive, 'half'], [p('is_alive')]),
       makeNode('Where', [p('is_alive'), p('cost'), 'infinity'], [p('masked')]),
       makeNode('TopK', [p('masked'), 'chunk'], [p('values'), p('removed')], { largest: 0, sorted: 1, axis: 0 }),
-      makeNode('Gather', [hinv, p('removed')], [p('hr')], { axis: 0 }),
-      makeNode('Gather', [p('hr'), p('removed')], [p('hrr')], { axis: 1 }),
-      makeNode('Inverse', [p('hrr')], [p('inv')], {}, { domain: 'com.microsoft' }),
-      makeNode('MatMul', [p('inv'), p('hr')], [p('a')]),
-      makeNode('Gemm', [p('hr'), p('a'), hinv], [p('hinv')], { transA: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
-      makeNode('Gather', [w, p('removed')], [p('wr')], { axis: 0 }),
-      makeNode('MatMul', [p('inv'), p('wr')], [p('b')]),
-      makeNode('Gemm', [p('hr'), p('b'), w], [p('w')], { transA: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
+      makeNode('Gather', ['hinv', p('removed')], [s === 0 ? p('columns') : p('stale')], { axis: 1 }),
+    );
+    if (s > 0) {
+      nodes.push(
+        makeNode('Gather', [v, p('removed')], [p('v_rows')], { axis: 0 }),
+        makeNode('Gemm', [u, p('v_rows'), p('stale')], [p('columns')], { transB: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
+      );
+    }
+    nodes.push(
+      makeNode('Gather', [p('columns'), p('removed')], [p('block')], { axis: 0 }),
+      makeNode('Inverse', [p('block')], [p('inv')], {}, { domain: 'com.microsoft' }),
+      makeNode('MatMul', [p('columns'), p('inv')], [p('scaled')]),
+      makeNode('Mul', [p('columns'), p('scaled')], [p('products')]),
+      makeNode('ReduceSum', [p('products'), 'one_axis'], [p('diag_drop')], { keepdims: 0 }),
+      makeNode('Sub', [diag, p('diag_drop')], [p('diag')]),
+      makeNode('Gather', [w, p('removed')], [p('w_rows')], { axis: 0 }),
+      makeNode('Gemm', [p('scaled'), p('w_rows'), w], [p('w')], { alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
       makeNode('ScatterElements', [alive, p('removed'), 'zeros'], [p('alive')], { axis: 0 }),
     );
-    hinv = p('hinv');
+    if (s === 0) {
+      u = p('columns');
+      v = p('scaled');
+    } else {
+      nodes.push(makeNode('Concat', [u, p('columns')], [p('u')], { axis: 1 }), makeNode('Concat', [v, p('scaled')], [p('v')], { axis: 1 }));
+      u = p('u');
+      v = p('v');
+    }
+    diag = p('diag');
     w = p('w');
     alive = p('alive');
     removed.push(p('removed'));
   }
+  initializers.push(makeTensor('one_axis', [1], BigInt64Array.from([1n])));
   nodes.push(
     makeNode('Concat', removed, ['removed'], { axis: 0 }),
     makeNode('Greater', [alive, 'half'], ['kept_mask']),
     makeNode('NonZero', ['kept_mask'], ['kept_2d']),
     makeNode('Reshape', ['kept_2d', 'flat_shape'], ['kept']),
-    makeNode('Gather', [hinv, 'kept'], ['hinv_rows'], { axis: 0 }),
-    makeNode('Gather', ['hinv_rows', 'kept'], ['hinv_out'], { axis: 1 }),
+    // Rows, then (H^-1 is symmetric) the rows of the transpose: contiguous gathers, not a strided one.
+    makeNode('Gather', ['hinv', 'kept'], ['hinv_rows'], { axis: 0 }),
+    makeNode('Transpose', ['hinv_rows'], ['hinv_rows_t'], { perm: [1, 0] }),
+    makeNode('Gather', ['hinv_rows_t', 'kept'], ['hinv_kept'], { axis: 0 }),
+    makeNode('Gather', [u, 'kept'], ['u_kept'], { axis: 0 }),
+    makeNode('Gather', [v, 'kept'], ['v_kept'], { axis: 0 }),
+    makeNode('Gemm', ['u_kept', 'v_kept', 'hinv_kept'], ['hinv_out'], { transB: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
     makeNode('Gather', [w, 'kept'], ['w_out'], { axis: 0 }),
   );
   return model(

@@ -229,6 +229,34 @@ export function refitRows(problem: RefitProblem): Float64Array {
   return out;
 }
 
+/** `refitRows` with the solve on onnxruntime (an inverse by block elimination, then GEMMs) when more than `ORT_MIN_SIZE` rows are kept. */
+export async function refitRowsOnOrt(problem: RefitProblem, algebra: OrtAlgebra): Promise<Float64Array> {
+  const { second, n, weights, d, kept } = problem;
+  const k = kept.length;
+  if (k <= ORT_MIN_SIZE || k === n) return refitRows(problem);
+  const keptSet = new Set(kept);
+  const dropped: number[] = [];
+  for (let i = 0; i < n; i++) if (!keptSet.has(i)) dropped.push(i);
+  const ckk = new Float64Array(k * k);
+  const ckd = new Float64Array(k * dropped.length);
+  const wd = new Float64Array(dropped.length * d);
+  kept.forEach((r, i) => {
+    kept.forEach((c, j) => (ckk[i * k + j] = second[r * n + c]!));
+    dropped.forEach((c, j) => (ckd[i * dropped.length + j] = second[r * n + c]!));
+  });
+  dropped.forEach((r, i) => {
+    for (let c = 0; c < d; c++) wd[i * d + c] = weights[r * d + c]!;
+  });
+  const inverse = await algebra.inverseSpd(regularized(ckk, k, problem.ridge), k, 'the regularized second moment of the kept units');
+  const rhs = await algebra.multiply(ckd, k, dropped.length, wd, d);
+  const delta = await algebra.multiply(inverse, k, k, rhs, d);
+  const out = new Float64Array(k * d);
+  kept.forEach((r, i) => {
+    for (let c = 0; c < d; c++) out[i * d + c] = weights[r * d + c]! + delta[i * d + c]!;
+  });
+  return out;
+}
+
 /**
  * The output bias that keeps the module's mean output when rows change: b + mu (W - W'), where
  * W' is the refitted matrix with the removed rows zero (`kept` rows hold `refitted`).

@@ -15,7 +15,9 @@ import type { HfModel } from '@zerolm/adapters';
 import { hasPrunableHeads, prunedGraph, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
 import { biasValues, groupRows, outputProjection } from '../calibration/ablation';
 import type { Calibration } from '../calibration/calibrate';
-import { absorbedBias, centred, refitRows, RIDGE } from '../calibration/obs';
+import { ORT_MIN_SIZE, OrtAlgebra } from '../calibration/algebra';
+import { absorbedBias, centred, refitRows, refitRowsOnOrt, RIDGE } from '../calibration/obs';
+import type { Device } from '@zerolm/runtime';
 import type { WeightOverride } from '@zerolm/export';
 
 export type CorrectionMethod = 'refit' | 'none';
@@ -38,7 +40,7 @@ export function checkCorrection(value: string): CorrectionMethod {
   return value as CorrectionMethod;
 }
 
-function refit(
+async function refit(
   second: Float64Array,
   mean: Float64Array,
   weights: Float64Array,
@@ -46,34 +48,50 @@ function refit(
   cols: number,
   kept: readonly number[],
   bias: Float64Array | undefined,
-): { values: Float64Array; bias?: Float64Array } {
-  const values = refitRows({ second: bias ? centred(second, mean) : second, n: rows, weights, d: cols, kept });
+  algebra: OrtAlgebra | undefined,
+): Promise<{ values: Float64Array; bias?: Float64Array }> {
+  const problem = { second: bias ? centred(second, mean) : second, n: rows, weights, d: cols, kept };
+  const values = algebra ? await refitRowsOnOrt(problem, algebra) : refitRows(problem);
   return bias ? { values, bias: absorbedBias(bias, mean, weights, cols, kept, values) } : { values };
 }
 
 /**
  * The least-squares refit of every pruned `o` and `down` of `plan` (layers the plan drops or
- * leaves whole are not touched), as weight overrides for `exportPrunedModel`.
+ * leaves whole are not touched), as weight overrides for `exportPrunedModel`. Layers are taken
+ * in order (one layer's statistics in memory when they are kept on disk); solves with more than
+ * `ORT_MIN_SIZE` kept rows run on onnxruntime (`device`: CUDA where it starts, else CPU).
  */
-export function refitOverrides(model: HfModel, plan: PrunePlan, calibration: Calibration): WeightOverride[] {
+export async function refitOverrides(model: HfModel, plan: PrunePlan, calibration: Calibration, options: { device?: Device } = {}): Promise<WeightOverride[]> {
   const overrides: WeightOverride[] = [];
-  model.graph.layers.forEach((layer, i) => {
-    const lp = plan.layers[i]!;
-    if (lp.dropped) return;
-    const moments = calibration.layers[i]!;
-    if (hasPrunableHeads(layer.attention) && lp.keptGroups.length < layer.attention.kvHeads) {
-      const o = outputProjection(model, i);
-      const kept = lp.keptGroups.flatMap((g) => groupRows(layer, g));
-      overrides.push({ layer: i, role: 'o', ...refit(moments.attention.second, moments.attention.mean, o.weights, o.rows, o.cols, kept, o.bias) });
+  const wide = plan.layers.some((lp) => !lp.dropped && (lp.keptNeurons.length > ORT_MIN_SIZE || lp.keptGroups.length * groupRowsCount(model, lp.index) > ORT_MIN_SIZE));
+  const algebra = wide ? await OrtAlgebra.open(options.device ?? 'auto') : undefined;
+  try {
+    for (const [i, layer] of model.graph.layers.entries()) {
+      const lp = plan.layers[i]!;
+      if (lp.dropped) continue;
+      const moments = calibration.layers[i]!;
+      if (hasPrunableHeads(layer.attention) && lp.keptGroups.length < layer.attention.kvHeads) {
+        const o = outputProjection(model, i);
+        const kept = lp.keptGroups.flatMap((g) => groupRows(layer, g));
+        overrides.push({ layer: i, role: 'o', ...(await refit(moments.attention.second, moments.attention.mean, o.weights, o.rows, o.cols, kept, o.bias, algebra)) });
+      }
+      if (lp.keptNeurons.length < layer.ffn.width) {
+        const down = layer.ffn.matrices.find((m) => m.role === 'down')!;
+        const multiply = model.match.layers[i]!.ffn.down;
+        const bias = multiply.bias ? biasValues(model, multiply.bias.tensor) : undefined;
+        overrides.push({ layer: i, role: 'down', ...(await refit(moments.ffn.second, moments.ffn.mean, Float64Array.from(down.values()), down.rows, down.cols, lp.keptNeurons, bias, algebra)) });
+      }
     }
-    if (lp.keptNeurons.length < layer.ffn.width) {
-      const down = layer.ffn.matrices.find((m) => m.role === 'down')!;
-      const multiply = model.match.layers[i]!.ffn.down;
-      const bias = multiply.bias ? biasValues(model, multiply.bias.tensor) : undefined;
-      overrides.push({ layer: i, role: 'down', ...refit(moments.ffn.second, moments.ffn.mean, Float64Array.from(down.values()), down.rows, down.cols, lp.keptNeurons, bias) });
-    }
-  });
+  } finally {
+    await algebra?.release();
+  }
   return overrides;
+}
+
+/** Rows of `o` one kv group owns in layer `index`. */
+function groupRowsCount(model: HfModel, index: number): number {
+  const attention = model.graph.layers[index]!.attention;
+  return (attention.heads / attention.kvHeads) * attention.headDim;
 }
 
 /** What `refitOverrides` did, for plan.json. */

@@ -26,12 +26,31 @@ export interface ImportanceOptions {
   seed: number;
 }
 
+/** How `self-generated` ranks FFN neurons: see `scoring/self-generated.ts`. */
+export type FfnImportanceMethod = 'obs' | 'chunked-obs' | 'energy';
+export const FFN_IMPORTANCE_METHODS: readonly FfnImportanceMethod[] = ['obs', 'chunked-obs', 'energy'];
+/** How `self-generated` ranks attention units: `auto` is KL where it fits, else block OBS. */
+export type AttentionImportanceMethod = 'auto' | 'kl' | 'block-obs';
+export const ATTENTION_IMPORTANCE_METHODS: readonly AttentionImportanceMethod[] = ['auto', 'kl', 'block-obs'];
+
+/** How one layer's FFN neurons were ranked, and why when not by the exact greedy OBS (the default). */
+export interface FfnRanking {
+  method: 'obs' | 'chunked-obs' | 'energy';
+  /** Neurons removed per OBS step. */
+  chunk?: number;
+  steps?: number;
+  reason?: string;
+}
+
 /** What a model rule gets: the model, its calibration (computed once, on first call), and where to run. */
 export interface ImportanceContext {
   readonly graph: ModuleGraph;
   readonly model: HfModel;
   readonly seed: number;
   readonly device: Device;
+  /** `self-generated`'s FFN and attention methods (defaults `obs`, `auto`). */
+  readonly ffnImportance?: FfnImportanceMethod;
+  readonly attentionImportance?: AttentionImportanceMethod;
   calibration(): Promise<Calibration>;
   onProgress?: (done: number, total: number, phase: 'calibration' | 'importance') => void;
 }
@@ -42,7 +61,11 @@ export interface ImportanceDetails {
   /** How attention units were ranked, and why when not by the model's own predictions. */
   attention?: { method: 'kl' | 'block-obs'; reason?: string; passes?: number };
   /** How each layer's FFN neurons were ranked. */
-  ffn?: { method: 'obs' | 'chunked-obs' | 'energy'; chunk?: number }[];
+  ffn?: FfnRanking[];
+  /** Where the OBS algebra ran (onnxruntime provider, and why not CUDA), when it ran there. */
+  algebra?: { provider: string; reason?: string };
+  /** The rule's own time, in milliseconds. */
+  timings?: { ffnMs: number; attentionMs: number };
   /** Why another rule than the default ranked the units. */
   fallback?: string;
 }

@@ -8,11 +8,15 @@ import { calibrate, type CalibrationOptions } from '../calibration/calibrate';
 import type { Device } from '@zerolm/runtime';
 import { performance } from 'perf_hooks';
 import {
+  ATTENTION_IMPORTANCE_METHODS,
   DEFAULT_IMPORTANCE,
+  FFN_IMPORTANCE_METHODS,
   getImportance,
   listImportances,
   needsModel,
   WEIGHT_FALLBACK_IMPORTANCE,
+  type AttentionImportanceMethod,
+  type FfnImportanceMethod,
   type ImportanceContext,
   type ImportanceDetails,
   type UnitImportance,
@@ -99,6 +103,9 @@ export interface PrepareRankingOptions extends RankOptions {
   device?: Device;
   /** Calibration settings for model rules (S, T; the seed defaults to `seed`). */
   calibration?: Omit<CalibrationOptions, 'device' | 'onProgress'>;
+  /** `self-generated`'s FFN and attention methods (defaults `obs`, `auto`). */
+  ffnImportance?: FfnImportanceMethod;
+  attentionImportance?: AttentionImportanceMethod;
   onProgress?: ImportanceContext['onProgress'];
 }
 
@@ -127,6 +134,12 @@ export async function prepareRanking(
     throw new Error(`the model folder ${model.dir} has ${model.graph.layers.length} layers, the graph to plan ${graph.layers.length}`);
   }
   const device = options.device ?? 'auto';
+  if (options.ffnImportance !== undefined && !FFN_IMPORTANCE_METHODS.includes(options.ffnImportance)) {
+    throw new Error(`unknown FFN importance "${options.ffnImportance}" (known: ${FFN_IMPORTANCE_METHODS.join(', ')})`);
+  }
+  if (options.attentionImportance !== undefined && !ATTENTION_IMPORTANCE_METHODS.includes(options.attentionImportance)) {
+    throw new Error(`unknown attention importance "${options.attentionImportance}" (known: ${ATTENTION_IMPORTANCE_METHODS.join(', ')})`);
+  }
   const calibrationOptions: CalibrationOptions = {
     ...options.calibration,
     seed: options.calibration?.seed ?? seed,
@@ -140,6 +153,8 @@ export async function prepareRanking(
     model,
     seed,
     device,
+    ...(options.ffnImportance ? { ffnImportance: options.ffnImportance } : {}),
+    ...(options.attentionImportance ? { attentionImportance: options.attentionImportance } : {}),
     calibration: async () => {
       const waited = performance.now();
       try {

@@ -5,32 +5,45 @@
  * encoders, which cannot generate, use uniform tokens, a weaker fallback). See
  * `calibration/calibrate.ts` for the sequences and the statistics.
  *
- * - FFN neurons: greedy structured OBS on (C_h + lambda I, W_down), C_h the second moment of the
- *   hidden activations (centred where `down` has an output bias); the removal order, reversed, is
- *   the importance. Exact (one neuron per step) up to 1024 neurons; up to 2048, ceil(w / 256)
- *   neurons per step; wider FFNs are ranked by the diagonal energy E[h_j^2] ||down_j||^2 (greedy
- *   OBS costs O(w^3) per layer in JavaScript, chunks or not: at BERT-base's 3072 neurons it would
- *   dominate the whole run).
+ * - FFN neurons, at every width: greedy structured OBS on (C_h + lambda I, W_down), C_h the second
+ *   moment of the hidden activations (centred where `down` has an output bias); the removal
+ *   order, reversed, is the importance. Exact (one neuron per step) up to 1024 neurons; wider
+ *   FFNs in 64 steps of ceil(w / 64) neurons, whose algebra (O(w^3) per layer) runs on
+ *   onnxruntime (`OrtAlgebra`: CUDA where it starts, else the CPU provider's GEMMs), one layer's
+ *   statistics at a time. `ffnImportance: 'chunked-obs'` forces the 64 steps at any width (what
+ *   the quality benchmark measures on the small trained models), `'energy'` the diagonal
+ *   E[h_j^2] ||down_j||^2 (the rule wide FFNs used to fall back to).
  * - Attention units (a key-value group with its query heads), decoders: greedy removal by the KL
  *   of the model's own next-token distributions after the least-squares refit of `o`, one layer at
- *   a time (`klAttentionOrders`). Encoders, and decoders whose ranking would need more than 96
- *   candidate passes (or too much memory for the reference distributions), use block OBS on
- *   (C_c + lambda I, W_o) instead. The plan result says which.
+ *   a time (`klAttentionOrders`). It runs the whole model once per candidate, so encoders, and
+ *   decoders whose ranking would take more than 96 passes or 1e13 FLOPs (or too much memory for
+ *   the reference distributions), use block OBS on (C_c + lambda I, W_o) instead, the same
+ *   output-error criterion on the layer alone; `attentionImportance: 'block-obs'` forces it. The
+ *   plan result says which, per layer, and why.
  */
 import type { HfModel } from '@zerolm/adapters';
-import { hasPrunableHeads, type Layer } from '@zerolm/core';
+import { countParams, hasPrunableHeads, type Layer } from '@zerolm/core';
+import { performance } from 'perf_hooks';
 import { DEFAULT_MAX_KL_PASSES, groupRows, klAttentionOrders, klPasses, MAX_REFERENCE_BYTES, outputProjection } from '../calibration/ablation';
+import { ORT_MIN_SIZE, OrtAlgebra } from '../calibration/algebra';
 import type { Calibration } from '../calibration/calibrate';
-import { centred, obsRemovalOrder } from '../calibration/obs';
-import { registerImportance, type ImportanceDetails, type UnitImportance } from './importance';
+import { centred, obsOrderFromInverse, obsRemovalOrder, obsRemovalOrderOnOrt, regularized } from '../calibration/obs';
+import {
+  registerImportance,
+  type AttentionImportanceMethod,
+  type FfnImportanceMethod,
+  type FfnRanking,
+  type ImportanceDetails,
+  type UnitImportance,
+} from './importance';
 import type { UnitKind } from './unit-norms';
 
-/** FFNs up to this width get the exact greedy OBS. */
+/** FFNs up to this width get the exact greedy OBS (one neuron per step) by default. */
 export const EXACT_OBS_MAX_WIDTH = 1024;
-/** FFNs up to this width get the chunked OBS; wider ones the diagonal energy (see the module comment for the cost). */
-export const CHUNKED_OBS_MAX_WIDTH = 2048;
-/** Chunked OBS takes about this many steps. */
-export const CHUNKED_OBS_STEPS = 256;
+/** Wider FFNs (and every FFN with `chunked-obs`) are ranked in this many OBS steps. */
+export const OBS_STEPS = 64;
+/** The KL ranking runs the whole model once per candidate: at most this many FLOPs in all (else block OBS). */
+export const DEFAULT_MAX_KL_FLOPS = 1e13;
 
 /** Scores from a removal order: the first removed scores 0, the last `order.length - 1`. */
 export function scoresFromOrder(order: readonly number[]): Float64Array {
@@ -45,52 +58,84 @@ function downProjection(model: HfModel, layerIndex: number): { weights: Float64A
   return { weights: Float64Array.from(down.values()), rows: down.rows, cols: down.cols, hasBias: model.match.layers[layerIndex]!.ffn.down.bias !== undefined };
 }
 
+/** How `method` ranks the neurons of an FFN of `width` (and why, when not by the exact greedy). */
+export function ffnRanking(method: FfnImportanceMethod, width: number): FfnRanking {
+  if (method === 'energy') return { method: 'energy', reason: 'asked for (--ffn-importance energy)' };
+  const chunk = Math.ceil(width / OBS_STEPS);
+  if (method === 'obs' && (width <= EXACT_OBS_MAX_WIDTH || chunk === 1)) return { method: 'obs' };
+  return {
+    method: 'chunked-obs',
+    chunk,
+    steps: Math.ceil(width / chunk),
+    reason:
+      method === 'chunked-obs'
+        ? `asked for (--ffn-importance chunked-obs): ${OBS_STEPS} steps of ${chunk}`
+        : `${width} neurons: the greedy removes ${chunk} per step (${OBS_STEPS} steps) above ${EXACT_OBS_MAX_WIDTH}`,
+  };
+}
+
 /** The FFN neuron ranking of one layer and how it was made. */
-export function rankNeurons(model: HfModel, calibration: Calibration, layerIndex: number): { scores: Float64Array; method: NonNullable<ImportanceDetails['ffn']>[number] } {
+export async function rankNeurons(
+  model: HfModel,
+  calibration: Calibration,
+  layerIndex: number,
+  options: { method?: FfnImportanceMethod; algebra?: OrtAlgebra } = {},
+): Promise<{ scores: Float64Array; method: FfnRanking }> {
   const { weights, rows: width, cols, hasBias } = downProjection(model, layerIndex);
   const moments = calibration.layers[layerIndex]!.ffn;
-  if (width > CHUNKED_OBS_MAX_WIDTH) {
+  const ranking = ffnRanking(options.method ?? 'obs', width);
+  if (ranking.method === 'energy') {
     const scores = new Float64Array(width);
     for (let j = 0; j < width; j++) {
       let norm = 0;
       for (let c = j * cols; c < (j + 1) * cols; c++) norm += weights[c]! * weights[c]!;
       scores[j] = moments.second[j * width + j]! * norm;
     }
-    return { scores, method: { method: 'energy' } };
+    return { scores, method: ranking };
   }
-  const chunk = width <= EXACT_OBS_MAX_WIDTH ? 1 : Math.ceil(width / CHUNKED_OBS_STEPS);
-  const order = obsRemovalOrder({
+  const problem = {
     second: hasBias ? centred(moments.second, moments.mean) : moments.second,
     n: width,
     weights,
     d: cols,
     units: Array.from({ length: width }, (_, j) => [j]),
-    chunk,
-  });
-  return { scores: scoresFromOrder(order), method: chunk === 1 ? { method: 'obs' } : { method: 'chunked-obs', chunk } };
+    chunk: ranking.chunk ?? 1,
+  };
+  // Chunked steps on wide FFNs go to onnxruntime (its GEMMs, CUDA where it starts); exact steps stay in TypeScript.
+  const order = options.algebra && ranking.method === 'chunked-obs' && width > ORT_MIN_SIZE ? await obsRemovalOrderOnOrt(problem, options.algebra) : obsRemovalOrder(problem);
+  return { scores: scoresFromOrder(order), method: ranking };
 }
 
-/** Block OBS on `o`: the attention ranking of one layer without running the model again. */
-export function blockObsGroups(model: HfModel, calibration: Calibration, layerIndex: number): Float64Array {
+/** Block OBS on `o`: the attention ranking of one layer without running the model again (the inverse on onnxruntime when given). */
+export async function blockObsGroups(model: HfModel, calibration: Calibration, layerIndex: number, algebra?: OrtAlgebra): Promise<Float64Array> {
   const layer = model.graph.layers[layerIndex]!;
   const p = outputProjection(model, layerIndex);
   const moments = calibration.layers[layerIndex]!.attention;
-  const order = obsRemovalOrder({
+  const problem = {
     second: p.bias ? centred(moments.second, moments.mean) : moments.second,
     n: p.rows,
     weights: p.weights,
     d: p.cols,
     units: Array.from({ length: layer.attention.kvHeads }, (_, g) => groupRows(layer, g)),
-  });
+  };
+  const order = algebra
+    ? obsOrderFromInverse(await algebra.inverseSpd(regularized(problem.second, problem.n), problem.n, 'the regularized second moment'), problem)
+    : obsRemovalOrder(problem);
   return scoresFromOrder(order);
 }
 
-/** Why the KL path cannot rank this model's attention units (undefined when it can). */
-export function klUnavailable(model: HfModel, calibration: Calibration, maxPasses = DEFAULT_MAX_KL_PASSES): string | undefined {
+/**
+ * Why the KL path cannot rank this model's attention units (undefined when it can). It runs the
+ * whole model once per candidate, so it is for models small enough to do that many times: at
+ * most `maxPasses` passes and `maxFlops` FLOPs in all (2 x parameters x tokens per pass).
+ */
+export function klUnavailable(model: HfModel, calibration: Calibration, maxPasses = DEFAULT_MAX_KL_PASSES, maxFlops = DEFAULT_MAX_KL_FLOPS): string | undefined {
   if (!model.config.decoder) return 'an encoder has no next-token distribution to compare';
   const passes = klPasses(model.graph.layers);
   if (passes > maxPasses) return `ranking by KL would take ${passes} passes over the calibration sequences (limit ${maxPasses})`;
   const { samples, length, vocabulary } = calibration.sequences;
+  const flops = passes * 2 * (countParams(model.graph).total ?? 0) * samples * length;
+  if (flops > maxFlops) return `ranking by KL would run the whole model ${passes} times, ${flops.toExponential(1)} FLOPs (limit ${maxFlops.toExponential(0)})`;
   const bytes = samples * length * vocabulary * 4;
   if (bytes > MAX_REFERENCE_BYTES) return `the full model's log-probabilities on the calibration sequences would take ${(bytes / 2 ** 20).toFixed(0)} MiB (limit ${MAX_REFERENCE_BYTES / 2 ** 20} MiB)`;
   return undefined;
@@ -104,36 +149,59 @@ export const selfGeneratedImportance: UnitImportance = {
     const { model } = context;
     const calibration = await context.calibration();
     const layers = model.graph.layers;
-    const neurons: Float64Array[] = [];
-    const ffnMethods: NonNullable<ImportanceDetails['ffn']> = [];
-    layers.forEach((_, i) => {
-      const ranked = rankNeurons(model, calibration, i);
-      neurons.push(ranked.scores);
-      ffnMethods.push(ranked.method);
-      context.onProgress?.(i + 1, layers.length, 'importance');
-    });
-    const reason = klUnavailable(model, calibration);
-    let groups: Float64Array[];
-    let attention: NonNullable<ImportanceDetails['attention']>;
-    if (reason === undefined) {
-      const kl = await klAttentionOrders(model, calibration, {
-        device: context.device,
-        ...(context.onProgress ? { onProgress: (done: number, total: number) => context.onProgress!(done, total, 'importance') } : {}),
-      });
-      groups = kl.orders.map(scoresFromOrder);
-      attention = { method: 'kl', passes: kl.passes };
-    } else {
-      groups = layers.map((layer, i) => (hasPrunableHeads(layer.attention) ? blockObsGroups(model, calibration, i) : new Float64Array(layer.attention.kvHeads)));
-      attention = { method: 'block-obs', reason };
+    const ffnMethod = context.ffnImportance ?? 'obs';
+    const attentionMethod: AttentionImportanceMethod = context.attentionImportance ?? 'auto';
+    // The heavy algebra (wide FFNs, wide attention) on onnxruntime; small models never open it.
+    const wide = layers.some((l) => l.ffn.width > EXACT_OBS_MAX_WIDTH || l.attention.heads * l.attention.headDim > ORT_MIN_SIZE);
+    const algebra = wide ? await OrtAlgebra.open(context.device) : undefined;
+    try {
+      const ffnStarted = performance.now();
+      const neurons: Float64Array[] = [];
+      const ffnMethods: NonNullable<ImportanceDetails['ffn']> = [];
+      for (const i of layers.keys()) {
+        const ranked = await rankNeurons(model, calibration, i, { method: ffnMethod, ...(algebra ? { algebra } : {}) });
+        neurons.push(ranked.scores);
+        ffnMethods.push(ranked.method);
+        context.onProgress?.(i + 1, layers.length, 'importance');
+      }
+      const ffnMs = performance.now() - ffnStarted;
+      const attentionStarted = performance.now();
+      const unavailable = klUnavailable(model, calibration);
+      const reason = attentionMethod === 'block-obs' ? 'asked for (--attention-importance block-obs)' : unavailable;
+      if (attentionMethod === 'kl' && unavailable !== undefined) throw new Error(`--attention-importance kl cannot rank ${model.dir}: ${unavailable}`);
+      let groups: Float64Array[];
+      let attention: NonNullable<ImportanceDetails['attention']>;
+      if (reason === undefined) {
+        const kl = await klAttentionOrders(model, calibration, {
+          device: context.device,
+          ...(context.onProgress ? { onProgress: (done: number, total: number) => context.onProgress!(done, total, 'importance') } : {}),
+        });
+        groups = kl.orders.map(scoresFromOrder);
+        attention = { method: 'kl', passes: kl.passes };
+      } else {
+        groups = [];
+        for (const [i, layer] of layers.entries()) {
+          groups.push(hasPrunableHeads(layer.attention) ? await blockObsGroups(model, calibration, i, algebra) : new Float64Array(layer.attention.kvHeads));
+        }
+        attention = { method: 'block-obs', reason };
+      }
+      const byLayer = new Map<Layer, number>(context.graph.layers.map((l, i) => [l, i]));
+      return {
+        scores(layer: Layer, kind: UnitKind) {
+          const i = byLayer.get(layer) ?? layer.index;
+          return kind === 'ffn' ? neurons[i]! : groups[i]!;
+        },
+        details: {
+          calibration: calibration.summary,
+          attention,
+          ffn: ffnMethods,
+          ...(algebra ? { algebra: { provider: algebra.provider, ...(algebra.fallbackReason ? { reason: algebra.fallbackReason } : {}) } } : {}),
+          timings: { ffnMs, attentionMs: performance.now() - attentionStarted },
+        },
+      };
+    } finally {
+      await algebra?.release();
     }
-    const byLayer = new Map<Layer, number>(context.graph.layers.map((l, i) => [l, i]));
-    return {
-      scores(layer: Layer, kind: UnitKind) {
-        const i = byLayer.get(layer) ?? layer.index;
-        return kind === 'ffn' ? neurons[i]! : groups[i]!;
-      },
-      details: { calibration: calibration.summary, attention, ffn: ffnMethods },
-    };
   },
 };
 

@@ -21,7 +21,7 @@ import type { CalibrationOptions } from '../calibration/calibrate';
 import type { Device } from '@zerolm/runtime';
 import { openScoring, type ScoringBackend } from '../scoring/backend';
 import type { CapacityTable } from '../scoring/capacity-table';
-import type { ImportanceDetails, UnitImportance } from '../scoring/importance';
+import type { AttentionImportanceMethod, FfnImportanceMethod, ImportanceDetails, UnitImportance } from '../scoring/importance';
 import { planFromCounts, prepareRanking, type LayerCounts, type UnitRanking } from '../scoring/ranking';
 import { DEFAULT_SEQ_LEN, graphFlops, resolveTarget } from './budget';
 import { DEFAULT_EVALS, DEFAULT_POPULATION, evolutionarySearch, uniformSolution } from './evolution';
@@ -69,6 +69,13 @@ export interface PlanOptions {
   importance?: string | UnitImportance;
   /** The model folder `graph` was loaded from (`loadHfModel(dir)`), for rules that run the model. */
   model?: HfModel;
+  /**
+   * `self-generated`: how FFN neurons are ranked (`obs`, the default: exact greedy OBS up to 1024
+   * neurons, 64 steps above; `chunked-obs`: 64 steps at any width; `energy`: the diagonal energy).
+   */
+  ffnImportance?: FfnImportanceMethod;
+  /** `self-generated`: how attention units are ranked (`auto`, the default: KL where it fits, else block OBS; `kl`; `block-obs`). */
+  attentionImportance?: AttentionImportanceMethod;
   /** Calibration of model rules: sequences S (default 32), tokens T (default 64), seed (default `seed`). */
   calibration?: Omit<CalibrationOptions, 'device' | 'onProgress'>;
   /** Capacity measure the search maximises (default `DEFAULT_PRUNE_MEASURE`, `nuclear-bound`). */
@@ -281,6 +288,8 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
     ...(options.model ? { model: options.model } : {}),
     device: options.device ?? 'auto',
     ...(options.calibration ? { calibration: options.calibration } : {}),
+    ...(options.ffnImportance ? { ffnImportance: options.ffnImportance } : {}),
+    ...(options.attentionImportance ? { attentionImportance: options.attentionImportance } : {}),
     ...(progress ? { onProgress: progress } : {}),
   });
   const rankingMs = performance.now() - rankingStarted;
