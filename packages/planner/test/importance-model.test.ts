@@ -14,6 +14,7 @@ import {
   rankUnits,
   selfGeneratedImportance,
 } from '../src';
+import { ffnRanking } from '../src/scoring/self-generated';
 import { PLANTED, plantedUnits } from './search-helpers';
 
 beforeAll(() => ensureFixtures([...PLANTED, 'llama-tiny', 'bert-tiny']));
@@ -76,6 +77,43 @@ describe('self-generated importance', () => {
     expect(klUnavailable(model, calibration, 26)).toMatch(/27 passes over the calibration sequences \(limit 26\)/);
     const bert = loadHfModel(fixturePath('bert-tiny'));
     expect(klUnavailable(bert, await calibrate(bert, { samples: 2, length: 8 }))).toMatch(/encoder has no next-token distribution/);
+    // It runs the whole model once per candidate: a FLOPs limit keeps real-size models on block OBS.
+    expect(klUnavailable(model, calibration, 96, 1e6)).toMatch(/would run the whole model 27 times, .* FLOPs \(limit 1e\+6\)/);
+  });
+
+  it('ranks FFN neurons by one rule at every width: exact OBS up to 1024 neurons, 64 steps above, and says why', () => {
+    expect(ffnRanking('obs', 256)).toEqual({ method: 'obs' });
+    expect(ffnRanking('obs', 1024)).toEqual({ method: 'obs' });
+    expect(ffnRanking('obs', 4864)).toEqual({ method: 'chunked-obs', chunk: 76, steps: 64, reason: '4864 neurons: the greedy removes 76 per step (64 steps) above 1024' });
+    expect(ffnRanking('obs', 5632)).toMatchObject({ method: 'chunked-obs', chunk: 88, steps: 64 });
+    expect(ffnRanking('chunked-obs', 256)).toMatchObject({ method: 'chunked-obs', chunk: 4, steps: 64, reason: expect.stringMatching(/asked for/) });
+    expect(ffnRanking('energy', 256)).toMatchObject({ method: 'energy', reason: expect.stringMatching(/asked for/) });
+  });
+
+  it('takes forced FFN and attention rules, records them per layer with the reason, and keeps planted units last', async () => {
+    const model = loadHfModel(fixturePath('llama-planted'));
+    const forced = await planPrune(model.graph, {
+      model,
+      targetParams: 0.6,
+      evals: 50,
+      ffnImportance: 'chunked-obs',
+      attentionImportance: 'block-obs',
+      calibration: { samples: 8, length: 16 },
+    });
+    expect(forced.importanceDetails?.attention).toEqual({ method: 'block-obs', reason: 'asked for (--attention-importance block-obs)' });
+    expect(forced.importanceDetails?.ffn).toEqual(model.graph.layers.map(() => expect.objectContaining({ method: 'chunked-obs', chunk: 2, steps: 64 })));
+    model.graph.layers.forEach((layer, l) => {
+      const { groups, neurons } = plantedUnits('llama-planted', l, layer);
+      expect(new Set(forced.ranking.groups[l]!.slice(layer.attention.kvHeads - groups.length))).toEqual(new Set(groups));
+      expect(new Set(forced.ranking.neurons[l]!.slice(layer.ffn.width - neurons.length))).toEqual(new Set(neurons));
+    });
+    const energy = await planPrune(model.graph, { model, targetParams: 0.6, evals: 50, ffnImportance: 'energy', calibration: { samples: 8, length: 16 } });
+    expect(energy.importanceDetails?.ffn?.[0]).toMatchObject({ method: 'energy' });
+    await expect(planPrune(model.graph, { model, targetParams: 0.6, ffnImportance: 'nope' as never })).rejects.toThrow(/unknown FFN importance "nope" \(known: obs, chunked-obs, energy\)/);
+    const bert = loadHfModel(fixturePath('bert-tiny'));
+    await expect(planPrune(bert.graph, { model: bert, targetParams: 0.6, attentionImportance: 'kl', calibration: { samples: 2, length: 8 } })).rejects.toThrow(
+      /--attention-importance kl cannot rank .*bert-tiny: an encoder has no next-token distribution/,
+    );
   });
 });
 
