@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { formatExportBench, runExportBench } from './export';
 import { normalsSection } from './normals';
 import { formatPlanningBench, runPlanningBench } from './planning';
+import { formatPruneScaleBench, runPruneScaleBench } from './prune-scale';
 import { rankSection } from './rank';
 import { REPO_ROOT, resolveSharedDir, type BenchContext, type BenchSection } from './registry';
 import { formatScoringBench, runScoringBench } from './scoring';
@@ -56,11 +57,27 @@ const exportSection: BenchSection = {
   },
 };
 
+const pruneScaleSection: BenchSection = {
+  name: 'prune-scale',
+  title: 'prune Qwen2.5-0.5B- and TinyLlama-1.1B-shaped models (and 12 vs 24 layers of one width): time, peak memory, phases; CPU vs CUDA',
+  async run(context) {
+    context.print(formatPruneScaleBench(await runPruneScaleBench({ quick: context.quick, log: context.print })));
+  },
+};
+
 /**
  * Every section, in the order they run. Add new benchmarks here. (`npm run bench:quality`, which
  * needs trained models, stays a script of its own.)
  */
-export const BENCH_SECTIONS: readonly BenchSection[] = [rankSection, normalsSection, svdSection, scoringSection, planningSection, exportSection];
+export const BENCH_SECTIONS: readonly BenchSection[] = [
+  rankSection,
+  normalsSection,
+  svdSection,
+  scoringSection,
+  planningSection,
+  exportSection,
+  pruneScaleSection,
+];
 
 export interface BenchOptions {
   only?: string[];

@@ -10,12 +10,19 @@
  *   rule, each with `--correction none` and with the default correction (`refit`);
  * - the default rule with the per-layer widths of the ZeroLM search, under the planner's default
  *   measure (`nuclear-bound`) and under the paper's `msv`, against uniform widths, with the
- *   default correction.
+ *   default correction;
+ * - the default rule as real-size models get it, at the search's widths with the refit: FFN
+ *   neurons by OBS in 64 steps (`--ffn-importance chunked-obs`, what FFNs wider than 1024 neurons
+ *   get), attention units by block OBS (`--attention-importance block-obs`, what decoders too large
+ *   to run once per candidate get), both together, and the diagonal energy that wide FFNs used to
+ *   fall back to (`--ffn-importance energy`).
  *
  *   npm run bench:quality [-- --models-dir DIR] [--budgets 0.75,0.5] [--seeds 5] [--max-windows N]
  */
 import {
+  type AttentionImportanceMethod,
   DEFAULT_CORRECTION,
+  type FfnImportanceMethod,
   DEFAULT_IMPORTANCE,
   DEFAULT_PRUNE_MEASURE,
   listImportances,
@@ -31,6 +38,29 @@ import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
 export const QUALITY_MODELS = ['kjv-llama-tiny', 'kjv-gpt2-tiny'] as const;
+
+/** `self-generated`'s FFN and attention methods forced for a row. */
+interface SelfGeneratedRules {
+  ffnImportance?: FfnImportanceMethod;
+  attentionImportance?: AttentionImportanceMethod;
+}
+
+/** The rules real-size models get (and the old fallback), forced on the trained models. */
+const REAL_SIZE_RULES: readonly SelfGeneratedRules[] = [
+  { ffnImportance: 'chunked-obs' },
+  { attentionImportance: 'block-obs' },
+  { ffnImportance: 'chunked-obs', attentionImportance: 'block-obs' },
+  { ffnImportance: 'energy' },
+];
+
+/** The importance column: the rule, and the methods forced on it. */
+function ruleLabel(importance: string, rules: SelfGeneratedRules): string {
+  const forced = [
+    rules.ffnImportance === 'chunked-obs' ? 'FFN OBS in 64 steps' : rules.ffnImportance === 'energy' ? 'FFN energy' : undefined,
+    rules.attentionImportance === 'block-obs' ? 'attention block OBS' : undefined,
+  ].filter(Boolean);
+  return forced.length ? `${importance}, ${forced.join(', ')}` : importance;
+}
 const CORRECTIONS: readonly CorrectionMethod[] = ['none', 'refit'];
 
 export interface QualityOptions {
@@ -91,16 +121,17 @@ export async function runQualityBench(options: QualityOptions, context: QualityC
       if (!fs.existsSync(text)) throw new Error(`no heldout.txt in ${source}`);
       const variants: Variant[] = [];
       /** `searchMeasure`: the ZeroLM search's widths under that measure; absent: uniform widths. */
-      const make = async (budget: number, importance: string, correction: CorrectionMethod, seed: number, searchMeasure?: string) => {
+      const make = async (budget: number, importance: string, correction: CorrectionMethod, seed: number, searchMeasure?: string, rules: SelfGeneratedRules = {}) => {
         const widths = searchMeasure === undefined ? 'uniform' : `search (${searchMeasure})`;
-        const dir = path.join(work, name, `${importance}-${searchMeasure ?? 'uniform'}-${correction}-${budget}-${seed}`);
+        const label = ruleLabel(importance, rules);
+        const dir = path.join(work, name, `${label.replace(/[^a-z0-9-]+/gi, '_')}-${searchMeasure ?? 'uniform'}-${correction}-${budget}-${seed}`);
         const search: SearchMethod = searchMeasure === undefined ? 'uniform' : 'evolutionary';
         const started = performance.now();
-        const result = await prune(source, { targetParams: budget, importance, search, seed, correction, out: dir, ...(searchMeasure ? { measure: searchMeasure } : {}) });
+        const result = await prune(source, { targetParams: budget, importance, search, seed, correction, out: dir, ...(searchMeasure ? { measure: searchMeasure } : {}), ...rules });
         variants.push({
           dir,
           budget,
-          importance,
+          importance: label,
           widths,
           correction,
           kept: result.planFile.params.after / result.planFile.params.before,
@@ -113,6 +144,7 @@ export async function runQualityBench(options: QualityOptions, context: QualityC
           for (const rule of rules) await make(budget, rule, correction, 0);
         }
         for (const measure of new Set([DEFAULT_PRUNE_MEASURE, 'msv'])) await make(budget, DEFAULT_IMPORTANCE, DEFAULT_CORRECTION, 0, measure);
+        for (const rules of REAL_SIZE_RULES) await make(budget, DEFAULT_IMPORTANCE, DEFAULT_CORRECTION, 0, DEFAULT_PRUNE_MEASURE, rules);
         log(`  ${name} ${budget}: exported ${variants.length} variants so far`);
       }
       const report = await compareModels(source, variants.map((v) => v.dir), {

@@ -1,0 +1,185 @@
+/**
+ * Benchmark: `zerolm prune --target-params 0.5` on generated models of real checkpoints' shapes,
+ * each as a whole process (start-up, plan, correction and export): wall time, peak resident
+ * memory, and where the time went (plan.json's `timings`).
+ *
+ * - Qwen2.5-0.5B (24 x 896, 14/2 heads, FFN 4864, vocabulary 151,936, tied embeddings; 2.5 GB in
+ *   fp32, external data): goal under 5 minutes, peak under 1.5 x the weights + 1 GiB.
+ * - TinyLlama-1.1B (22 x 2048, 32/4 heads, FFN 5632, vocabulary 32,000; 4.4 GB): goal under 15
+ *   minutes, the same memory goal.
+ * - Growth with depth: the Qwen2.5-0.5B width with a 32,000 vocabulary at 12 and 24 layers, side
+ *   by side; goal: time and memory grow no faster than the layers (ratio at most 2).
+ * - GPU: the layer-wise calibration and ranking (`--plan-only`) of the 12-layer model on the CPU
+ *   and on CUDA in the same run, when the CUDA provider starts; otherwise the line says why not.
+ */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { OrtAlgebra } from '@zerolm/planner';
+import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
+
+const repoRoot = path.resolve(__dirname, '../../..');
+const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
+
+/** Plan.json's phase timings (milliseconds), as the child prints them with --json. */
+interface Timings {
+  calibrationMs: number;
+  sequencesMs?: number;
+  statisticsMs?: number;
+  importanceMs: number;
+  searchMs: number;
+  correctionMs: number;
+  exportMs: number;
+  totalMs: number;
+}
+
+export interface PruneScaleRow {
+  name: string;
+  layers: number;
+  /** Bytes of the fp32 weights read (model.onnx and its external data). */
+  weightBytes: number;
+  /** Wall time of the whole process, seconds. */
+  seconds: number;
+  peakBytes: number;
+  timings: Timings;
+  /** How FFN neurons and attention units were ranked, in plan.json's words. */
+  rules: string;
+}
+
+function weightBytes(dir: string): number {
+  const onnx = path.join(dir, 'onnx');
+  return fs.readdirSync(onnx).filter((f) => f === 'model.onnx' || f.startsWith('model.onnx_data')).reduce((sum, f) => sum + fs.statSync(path.join(onnx, f)).size, 0);
+}
+
+/** Runs `zerolm prune` in a child process that reports its own peak memory on exit. */
+function timedPrune(dir: string, out: string, extra: readonly string[] = []): { seconds: number; peakBytes: number; plan: Record<string, unknown> } {
+  const args = ['prune', dir, '--out', out, '--target-params', '0.5', '--force', '--json', ...extra];
+  const script =
+    `require(${JSON.stringify(cli)}).main(${JSON.stringify(args)})` +
+    `.then((code) => { process.stderr.write('ZEROLM_MAXRSS_KB=' + process.resourceUsage().maxRSS + '\\n'); process.exitCode = code; });`;
+  const started = process.hrtime.bigint();
+  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (result.status !== 0) throw new Error(`zerolm prune ${dir} failed: ${result.stderr.trim().split('\n').filter((l) => !l.startsWith('ZEROLM_MAXRSS')).pop()}`);
+  const rss = /ZEROLM_MAXRSS_KB=(\d+)/.exec(result.stderr);
+  return { seconds, peakBytes: rss ? Number(rss[1]) * 1024 : NaN, plan: JSON.parse(result.stdout) };
+}
+
+function rulesOf(plan: Record<string, unknown>): string {
+  const importance = plan['importance'] as { attention?: { method: string }; ffn?: { method: string; chunk?: number; steps?: number }[] };
+  const ffn = [...new Set((importance.ffn ?? []).map((f) => (f.method === 'chunked-obs' ? `OBS in ${f.steps} steps of ${f.chunk}` : f.method)))].join(' / ');
+  return `attention ${importance.attention?.method ?? '-'}, FFN ${ffn || '-'}`;
+}
+
+function measure(name: string, spec: ModelSpec, work: string, log?: (line: string) => void): PruneScaleRow {
+  log?.(`  generating ${name} (cached after the first run)...`);
+  const dir = ensureModel(spec, path.join(GENERATED_FIXTURES_DIR, 'bench', name));
+  log?.(`  pruning ${name}...`);
+  const out = path.join(work, name);
+  const run = timedPrune(dir, out);
+  fs.rmSync(out, { recursive: true, force: true });
+  return {
+    name,
+    layers: spec.layers,
+    weightBytes: weightBytes(dir),
+    seconds: run.seconds,
+    peakBytes: run.peakBytes,
+    timings: run.plan['timings'] as Timings,
+    rules: rulesOf(run.plan),
+  };
+}
+
+/** The Qwen2.5-0.5B width with a 32,000 vocabulary (one file) at `layers` layers. */
+export function depthSpec(layers: number): ModelSpec {
+  return { ...BENCHMARK_SPECS['qwen2.5-0.5b'], vocab: 32000, layers };
+}
+
+export interface GpuLine {
+  skipped?: string;
+  cpuSeconds?: number;
+  cudaSeconds?: number;
+}
+
+export interface PruneScaleResult {
+  rows: PruneScaleRow[];
+  depth: [PruneScaleRow, PruneScaleRow] | undefined;
+  gpu: GpuLine;
+}
+
+/** Why the CUDA provider does not start here (undefined when it does). */
+async function cudaStarts(): Promise<string | undefined> {
+  try {
+    await (await OrtAlgebra.open('cuda')).release();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message.split('\n')[0];
+  }
+}
+
+export async function runPruneScaleBench(options: { quick?: boolean; log?: (line: string) => void } = {}): Promise<PruneScaleResult> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-prune-scale-'));
+  try {
+    const rows: PruneScaleRow[] = [];
+    if (!options.quick) {
+      rows.push(measure('qwen2.5-0.5b', BENCHMARK_SPECS['qwen2.5-0.5b'], work, options.log));
+      rows.push(measure('tinyllama-1.1b', BENCHMARK_SPECS['tinyllama-1.1b'], work, options.log));
+    }
+    const shallow = measure('qwen2.5-0.5b-32k-12l', depthSpec(12), work, options.log);
+    const deep = options.quick ? undefined : measure('qwen2.5-0.5b-32k-24l', depthSpec(24), work, options.log);
+    if (!deep) rows.push(shallow);
+    let gpu: GpuLine;
+    const why = await cudaStarts();
+    if (why !== undefined) {
+      gpu = { skipped: `CUDA unavailable (${why})` };
+    } else {
+      const dir = path.join(GENERATED_FIXTURES_DIR, 'bench', shallow.name);
+      options.log?.('  planning the 12-layer model on cpu and on cuda...');
+      const cpu = timedPrune(dir, path.join(work, 'cpu'), ['--plan-only', '--device', 'cpu']);
+      const cuda = timedPrune(dir, path.join(work, 'cuda'), ['--plan-only', '--device', 'cuda']);
+      gpu = { cpuSeconds: cpu.seconds, cudaSeconds: cuda.seconds };
+    }
+    return { rows, depth: deep ? [shallow, deep] : undefined, gpu };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+const GiB = 2 ** 30;
+
+function phases(t: Timings): string {
+  const s = (ms: number | undefined) => ((ms ?? 0) / 1000).toFixed(1);
+  return `calibration ${s(t.calibrationMs)} s (sequences ${s(t.sequencesMs)}, statistics ${s(t.statisticsMs)}), importance ${s(t.importanceMs)} s, search ${s(t.searchMs)} s, correction ${s(t.correctionMs)} s, export ${s(t.exportMs)} s`;
+}
+
+export function formatPruneScaleBench(result: PruneScaleResult): string {
+  const goals: Record<string, number> = { 'qwen2.5-0.5b': 300, 'tinyllama-1.1b': 900 };
+  const lines = ['zerolm prune --target-params 0.5, whole process (plan + correction + export), peak RSS:'];
+  for (const r of result.rows) {
+    const limit = goals[r.name];
+    const memoryLimit = 1.5 * r.weightBytes + GiB;
+    lines.push(
+      `  ${r.name.padEnd(22)} weights ${(r.weightBytes / GiB).toFixed(2)} GiB  time ${r.seconds.toFixed(0)} s` +
+        (limit ? ` (goal < ${limit / 60} min: ${r.seconds < limit ? 'met' : 'NOT met'})` : '') +
+        `  peak ${(r.peakBytes / GiB).toFixed(2)} GiB = ${(r.peakBytes / r.weightBytes).toFixed(2)}x weights (goal < 1.5x + 1 GiB = ${(memoryLimit / GiB).toFixed(2)} GiB: ${r.peakBytes < memoryLimit ? 'met' : 'NOT met'})`,
+      `    ${phases(r.timings)}; ${r.rules}`,
+    );
+  }
+  if (result.depth) {
+    const [a, b] = result.depth;
+    const timeRatio = b.seconds / a.seconds;
+    const memoryRatio = b.peakBytes / a.peakBytes;
+    lines.push(
+      `growth with depth (the Qwen2.5-0.5B width, vocabulary 32,000):`,
+      `  layers  weights    time    peak      phases`,
+      ...[a, b].map((r) => `  ${String(r.layers).padStart(6)}  ${(r.weightBytes / GiB).toFixed(2)} GiB  ${r.seconds.toFixed(0).padStart(5)} s  ${(r.peakBytes / GiB).toFixed(2)} GiB  ${phases(r.timings)}`),
+      `  24 / 12 layers: time x${timeRatio.toFixed(2)}, peak memory x${memoryRatio.toFixed(2)} (goal: no faster than linear, at most x2: ${timeRatio <= 2 && memoryRatio <= 2 ? 'met' : 'NOT met'})`,
+    );
+  }
+  lines.push(
+    result.gpu.skipped !== undefined
+      ? `GPU (layer-wise calibration and ranking, --plan-only, CPU vs CUDA in one run): skipped, ${result.gpu.skipped}`
+      : `GPU (layer-wise calibration and ranking, --plan-only, 12 layers): cpu ${result.gpu.cpuSeconds!.toFixed(1)} s, cuda ${result.gpu.cudaSeconds!.toFixed(1)} s, cpu/cuda ${(result.gpu.cpuSeconds! / result.gpu.cudaSeconds!).toFixed(2)}x`,
+  );
+  return lines.join('\n');
+}
