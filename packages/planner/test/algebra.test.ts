@@ -43,7 +43,7 @@ describe('OrtAlgebra', () => {
       scale = Math.max(scale, Math.abs(reference[i]!));
     }
     expect(worst / scale).toBeLessThan(1e-8);
-    expect(ours[5 * n + 7]).toBe(ours[7 * n + 5]);
+    expect(Math.abs(ours[5 * n + 700]! - ours[700 * n + 5]!)).toBeLessThan(1e-10 * scale);
   });
 
   it('multiplies', async () => {

@@ -41,6 +41,10 @@ export interface PruneScaleRow {
   weightBytes: number;
   /** Wall time of the whole process, seconds. */
   seconds: number;
+  /** CPU time of the whole process (user + system, all threads), seconds: with the wall time, how much of the machine it had. */
+  cpuSeconds: number;
+  /** The machine's 1-minute load average when the run ended (other work slows it down). */
+  loadAverage: number;
   peakBytes: number;
   timings: Timings;
   /** How FFN neurons and attention units were ranked, in plan.json's words. */
@@ -53,17 +57,17 @@ function weightBytes(dir: string): number {
 }
 
 /** Runs `zerolm prune` in a child process that reports its own peak memory on exit. */
-function timedPrune(dir: string, out: string, extra: readonly string[] = []): { seconds: number; peakBytes: number; plan: Record<string, unknown> } {
+function timedPrune(dir: string, out: string, extra: readonly string[] = []): { seconds: number; cpuSeconds: number; peakBytes: number; plan: Record<string, unknown> } {
   const args = ['prune', dir, '--out', out, '--target-params', '0.5', '--force', '--json', ...extra];
   const script =
     `require(${JSON.stringify(cli)}).main(${JSON.stringify(args)})` +
-    `.then((code) => { process.stderr.write('ZEROLM_MAXRSS_KB=' + process.resourceUsage().maxRSS + '\\n'); process.exitCode = code; });`;
+    `.then((code) => { const u = process.resourceUsage(); process.stderr.write('ZEROLM_MAXRSS_KB=' + u.maxRSS + ' ZEROLM_CPU_US=' + (u.userCPUTime + u.systemCPUTime) + '\\n'); process.exitCode = code; });`;
   const started = process.hrtime.bigint();
   const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.status !== 0) throw new Error(`zerolm prune ${dir} failed: ${result.stderr.trim().split('\n').filter((l) => !l.startsWith('ZEROLM_MAXRSS')).pop()}`);
-  const rss = /ZEROLM_MAXRSS_KB=(\d+)/.exec(result.stderr);
-  return { seconds, peakBytes: rss ? Number(rss[1]) * 1024 : NaN, plan: JSON.parse(result.stdout) };
+  const rss = /ZEROLM_MAXRSS_KB=(\d+) ZEROLM_CPU_US=(\d+)/.exec(result.stderr);
+  return { seconds, cpuSeconds: rss ? Number(rss[2]) / 1e6 : NaN, peakBytes: rss ? Number(rss[1]) * 1024 : NaN, plan: JSON.parse(result.stdout) };
 }
 
 function rulesOf(plan: Record<string, unknown>): string {
@@ -79,15 +83,19 @@ function measure(name: string, spec: ModelSpec, work: string, log?: (line: strin
   const out = path.join(work, name);
   const run = timedPrune(dir, out);
   fs.rmSync(out, { recursive: true, force: true });
-  return {
+  const row: PruneScaleRow = {
     name,
     layers: spec.layers,
     weightBytes: weightBytes(dir),
     seconds: run.seconds,
+    cpuSeconds: run.cpuSeconds,
+    loadAverage: os.loadavg()[0]!,
     peakBytes: run.peakBytes,
     timings: run.plan['timings'] as Timings,
     rules: rulesOf(run.plan),
   };
+  log?.(formatRow(row).join('\n'));
+  return row;
 }
 
 /** The Qwen2.5-0.5B width with a 32,000 vocabulary (one file) at `layers` layers. */
@@ -152,27 +160,33 @@ function phases(t: Timings): string {
   return `calibration ${s(t.calibrationMs)} s (sequences ${s(t.sequencesMs)}, statistics ${s(t.statisticsMs)}), importance ${s(t.importanceMs)} s, search ${s(t.searchMs)} s, correction ${s(t.correctionMs)} s, export ${s(t.exportMs)} s`;
 }
 
+const TIME_GOALS: Record<string, number> = { 'qwen2.5-0.5b': 300, 'tinyllama-1.1b': 900 };
+
+/** One shape's two lines: time and memory against the goals, then the phases. */
+function formatRow(r: PruneScaleRow): string[] {
+  const limit = TIME_GOALS[r.name];
+  const memoryLimit = 1.5 * r.weightBytes + GiB;
+  return [
+    `  ${r.name.padEnd(22)} weights ${(r.weightBytes / GiB).toFixed(2)} GiB  time ${r.seconds.toFixed(0)} s (cpu ${r.cpuSeconds.toFixed(0)} s)` +
+      (limit ? ` (goal < ${limit / 60} min: ${r.seconds < limit ? 'met' : 'NOT met'})` : '') +
+      `  peak ${(r.peakBytes / GiB).toFixed(2)} GiB = ${(r.peakBytes / r.weightBytes).toFixed(2)}x weights (goal < 1.5x + 1 GiB = ${(memoryLimit / GiB).toFixed(2)} GiB: ${r.peakBytes < memoryLimit ? 'met' : 'NOT met'})`,
+    `    ${phases(r.timings)}; ${r.rules}; load average ${r.loadAverage.toFixed(1)} at the end`,
+  ];
+}
+
 export function formatPruneScaleBench(result: PruneScaleResult): string {
-  const goals: Record<string, number> = { 'qwen2.5-0.5b': 300, 'tinyllama-1.1b': 900 };
-  const lines = ['zerolm prune --target-params 0.5, whole process (plan + correction + export), peak RSS:'];
-  for (const r of result.rows) {
-    const limit = goals[r.name];
-    const memoryLimit = 1.5 * r.weightBytes + GiB;
-    lines.push(
-      `  ${r.name.padEnd(22)} weights ${(r.weightBytes / GiB).toFixed(2)} GiB  time ${r.seconds.toFixed(0)} s` +
-        (limit ? ` (goal < ${limit / 60} min: ${r.seconds < limit ? 'met' : 'NOT met'})` : '') +
-        `  peak ${(r.peakBytes / GiB).toFixed(2)} GiB = ${(r.peakBytes / r.weightBytes).toFixed(2)}x weights (goal < 1.5x + 1 GiB = ${(memoryLimit / GiB).toFixed(2)} GiB: ${r.peakBytes < memoryLimit ? 'met' : 'NOT met'})`,
-      `    ${phases(r.timings)}; ${r.rules}`,
-    );
-  }
+  const lines = ['zerolm prune --target-params 0.5, whole process (plan + correction + export), wall and CPU time, peak RSS:'];
+  for (const r of result.rows) lines.push(...formatRow(r));
   if (result.depth) {
     const [a, b] = result.depth;
     const timeRatio = b.seconds / a.seconds;
     const memoryRatio = b.peakBytes / a.peakBytes;
     lines.push(
       `growth with depth (the Qwen2.5-0.5B width, vocabulary 32,000):`,
-      `  layers  weights    time    peak      phases`,
-      ...[a, b].map((r) => `  ${String(r.layers).padStart(6)}  ${(r.weightBytes / GiB).toFixed(2)} GiB  ${r.seconds.toFixed(0).padStart(5)} s  ${(r.peakBytes / GiB).toFixed(2)} GiB  ${phases(r.timings)}`),
+      `  layers  weights    time (cpu)       peak      phases`,
+      ...[a, b].map(
+        (r) => `  ${String(r.layers).padStart(6)}  ${(r.weightBytes / GiB).toFixed(2)} GiB  ${r.seconds.toFixed(0).padStart(5)} s (${r.cpuSeconds.toFixed(0).padStart(5)} s)  ${(r.peakBytes / GiB).toFixed(2)} GiB  ${phases(r.timings)}`,
+      ),
       `  24 / 12 layers: time x${timeRatio.toFixed(2)}, peak memory x${memoryRatio.toFixed(2)} (goal: no faster than linear, at most x2: ${timeRatio <= 2 && memoryRatio <= 2 ? 'met' : 'NOT met'})`,
     );
   }

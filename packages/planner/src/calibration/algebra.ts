@@ -59,17 +59,6 @@ function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c
   return out;
 }
 
-/** (A + A^T) / 2 in place. */
-function symmetrize(a: Float64Array, n: number): void {
-  for (let r = 0; r < n; r++) {
-    for (let c = r + 1; c < n; c++) {
-      const v = 0.5 * (a[r * n + c]! + a[c * n + r]!);
-      a[r * n + c] = v;
-      a[c * n + r] = v;
-    }
-  }
-}
-
 /** What `obsSteps` returns: the units removed (positions in the matrices given) and what is left. */
 export interface ObsStepsResult {
   /** Per step, its `chunk` positions, cheapest first. */
@@ -121,7 +110,7 @@ export class OrtAlgebra {
     return tensorData(out['y'], 'product');
   }
 
-  /** The inverse of the symmetric positive definite `a` (`n x n`, not modified), symmetric. */
+  /** The inverse of the symmetric positive definite `a` (`n x n`, not modified; only its lower triangle and the blocks of the recursion are read), symmetric up to rounding. */
   async inverseSpd(a: Float64Array, n: number, what = 'matrix'): Promise<Float64Array> {
     if (n <= ORT_MIN_SIZE) return inverseSpd(a, n, what);
     // Halves on a multiple of 64 (the TypeScript kernels' block).
@@ -130,22 +119,21 @@ export class OrtAlgebra {
     const ai = await this.inverseSpd(block(a, n, 0, m, 0, m), m, what);
     const schur = await this.run('schur', schurGraph, { ai: f64(ai, [m, m]), b: f64(block(a, n, 0, m, m, n), [m, q]), d: f64(block(a, n, m, n, m, n), [q, q]) });
     const t = tensorData(schur['t'], 't');
-    const s = Float64Array.from(tensorData(schur['s'], 's'));
-    symmetrize(s, q);
-    const si = await this.inverseSpd(s, q, what);
+    // S and the blocks below are symmetric up to rounding; only their lower triangles are read by the TypeScript Cholesky.
+    const si = await this.inverseSpd(tensorData(schur['s'], 's'), q, what);
     const assembled = await this.run('assemble', assembleGraph, { ai: f64(ai, [m, m]), t: f64(t, [m, q]), si: f64(si, [q, q]) });
     const topLeft = tensorData(assembled['tl'], 'tl');
     const topRight = tensorData(assembled['tr'], 'tr');
+    const bottomLeft = tensorData(assembled['bl'], 'bl');
     const out = new Float64Array(n * n);
     for (let r = 0; r < m; r++) {
       out.set(topLeft.subarray(r * m, (r + 1) * m), r * n);
       out.set(topRight.subarray(r * q, (r + 1) * q), r * n + m);
     }
     for (let r = 0; r < q; r++) {
-      for (let c = 0; c < m; c++) out[(m + r) * n + c] = topRight[c * q + r]!;
+      out.set(bottomLeft.subarray(r * m, (r + 1) * m), (m + r) * n);
       out.set(si.subarray(r * q, (r + 1) * q), (m + r) * n + m);
     }
-    symmetrize(out, n);
     return out;
   }
 
@@ -200,16 +188,17 @@ function schurGraph(): Uint8Array {
   );
 }
 
-/** U = T Si; top left Ai + U T^T, top right -U. */
+/** U = T Si; top left Ai + U T^T, top right -U, bottom left its transpose. */
 function assembleGraph(): Uint8Array {
   return model(
     [
       makeNode('MatMul', ['t', 'si'], ['u']),
       makeNode('Gemm', ['u', 't', 'ai'], ['tl'], { transB: 1, alpha: floatAttribute('alpha', 1), beta: floatAttribute('beta', 1) }),
       makeNode('Neg', ['u'], ['tr']),
+      makeNode('Transpose', ['tr'], ['bl'], { perm: [1, 0] }),
     ],
     [['ai', ['m', 'm']], ['t', ['m', 'q']], ['si', ['q', 'q']]],
-    [['tl', DataType.DOUBLE], ['tr', DataType.DOUBLE]],
+    [['tl', DataType.DOUBLE], ['tr', DataType.DOUBLE], ['bl', DataType.DOUBLE]],
   );
 }
 
