@@ -3,7 +3,7 @@
  * TypeScript kernels: the block-elimination inverse, and the chunked OBS order it drives.
  */
 import { Rng } from '@zerolm/core';
-import { inverseSpd, obsRemovalOrder, obsRemovalOrderOnOrt, OrtAlgebra, ORT_MIN_SIZE } from '../src';
+import { inverseSpd, obsRemovalOrder, obsRemovalOrderOnOrt, OrtAlgebra, ORT_MIN_SIZE, refitRows, refitRowsOnOrt } from '../src';
 
 /** A second moment C = Z^T Z / N of `samples` correlated rows over `n` features (rank min(n, samples)). */
 function secondMoment(seed: string, n: number, samples: number): Float64Array {
@@ -70,5 +70,24 @@ describe('OrtAlgebra', () => {
     expect([...ours].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
     // Both float64; only near-ties could swap, and none do here.
     expect(ours).toEqual(reference);
+  });
+
+  it('refits the kept rows like the TypeScript solve when more than ORT_MIN_SIZE rows are kept', async () => {
+    const n = ORT_MIN_SIZE + 150;
+    const d = 5;
+    const second = secondMoment('algebra/refit', n, 300);
+    const rng = new Rng('algebra/refit/w');
+    const weights = Float64Array.from({ length: n * d }, () => rng.normal());
+    const kept = Array.from({ length: n }, (_, i) => i).filter((i) => i % 9 !== 4);
+    expect(kept.length).toBeGreaterThan(ORT_MIN_SIZE);
+    const ours = await refitRowsOnOrt({ second, n, weights, d, kept }, algebra);
+    const reference = refitRows({ second, n, weights, d, kept });
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < ours.length; i++) {
+      worst = Math.max(worst, Math.abs(ours[i]! - reference[i]!));
+      scale = Math.max(scale, Math.abs(reference[i]!));
+    }
+    expect(worst / scale).toBeLessThan(1e-8);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { loadHfModel } from '@zerolm/adapters';
 import { DataType, makeValueInfo } from '@zerolm/onnx';
-import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
+import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, generateModel } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -17,6 +17,7 @@ import {
 } from '../src';
 import { cacheInputs, fullPassFeeds } from '@zerolm/runtime';
 import { editableCopy, openEdited } from '../src/calibration/graph-copy';
+import { embeddingPiece, layerPiece } from '../src/calibration/layer-graphs';
 import { tempRoot } from '../../export/test/export-helpers';
 
 const root = tempRoot('calibration');
@@ -178,6 +179,33 @@ describe('calibration statistics', () => {
       disk.store.release();
       expect(() => again.layers[0]!.ffn).toThrow(/released/);
     }
+  });
+
+  it('runs each layer in a session of its own piece of the graph, holding only that layer\'s weights', () => {
+    const model = loadHfModel(fixturePath('llama-tiny'));
+    const layerWeights = (i: number) => new Set([...model.graph.layers[i]!.attention.matrices, ...model.graph.layers[i]!.ffn.matrices].map((m) => m.name));
+    const piece = layerPiece(model, 1, 32, [model.match.layers[1]!.output]);
+    const names = new Set(piece.graph.initializer.map((t) => t.name!));
+    for (const w of layerWeights(1)) expect(names.has(w)).toBe(true);
+    for (const w of layerWeights(0)) expect(names.has(w)).toBe(false);
+    // No embedding or LM head: every large initializer of the piece is one of layer 1's matrices.
+    const large = piece.graph.initializer.filter((t) => t.dims.reduce((a, b) => a * Number(b), 1) >= 32 * 32);
+    expect(large.every((t) => layerWeights(1).has(t.name!))).toBe(true);
+    expect(piece.graph.input.map((i) => i.name)).toEqual(expect.arrayContaining([model.match.layers[0]!.output, 'past_key_values.1.key', 'past_key_values.1.value']));
+    expect(piece.graph.input.map((i) => i.name)).not.toContain('past_key_values.0.key');
+    const embeddings = embeddingPiece(model);
+    expect(embeddings.graph.output.map((o) => o.name)).toEqual([model.match.layers[0]!.input]);
+  });
+
+  it('reads external data in place: the same moments as the single-file model', async () => {
+    const dir = path.join(root.dir, 'llama-tiny-external');
+    generateModel({ ...DEFAULT_FIXTURES['llama-tiny'], variants: [], externalData: true }, dir);
+    expect(fs.existsSync(path.join(dir, 'onnx', 'model.onnx_data'))).toBe(true);
+    const tokens = Int32Array.from({ length: 3 * 8 }, (_, i) => 5 + ((i * 11) % 300));
+    const external = await collectMoments(loadHfModel(dir), tokens, 3, 8);
+    const inline = await collectMoments(loadHfModel(fixturePath('llama-tiny')), tokens, 3, 8);
+    expect(Array.from(external.layers[1]!.ffn.second)).toEqual(Array.from(inline.layers[1]!.ffn.second));
+    expect(Array.from(external.layers[0]!.attention.mean)).toEqual(Array.from(inline.layers[0]!.attention.mean));
   });
 
   it('is cached per model file, S, T and seed, and deterministic for a seed', async () => {
