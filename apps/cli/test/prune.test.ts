@@ -40,6 +40,16 @@ describe('zerolm prune', () => {
     expect(result.stdout).toMatch(/importance self-generated \(attention by KL of its own predictions; FFN by OBS\)/);
     expect(result.stdout).toMatch(/calibration: 8 x 16 tokens, seed 0, sampled from the model itself starting at its BOS token/);
     expect(result.stdout).toMatch(/correction refit \(\d+ matrices refitted\)/);
+    expect(result.stdout).toMatch(/^time: calibration [\d.]+ s \(sequences [\d.]+ s, statistics [\d.]+ s\), importance [\d.]+ s, search [\d.]+ s, correction [\d.]+ s, export 0\.0 s, total [\d.]+ s$/m);
+    // The forced rules real-size models get, named per layer with the reason.
+    const forced = runCli(['prune', fixturePath('llama-tiny'), '--target-params', '0.5', '--plan-only', '--evals', '50', '--calibration-samples', '8', '--calibration-length', '16', '--ffn-importance', 'chunked-obs', '--attention-importance', 'block-obs']);
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toMatch(/importance self-generated \(attention by block OBS \(asked for \(--attention-importance block-obs\)\); FFN by OBS in 64 steps of 1\)/);
+    expect(forced.stdout).toMatch(/^attention units of every layer by block OBS on o: asked for/m);
+    expect(forced.stdout).toMatch(/^FFN neurons of every layer by OBS in 64 steps of 1: asked for \(--ffn-importance chunked-obs\)/m);
+    const json = JSON.parse(runCli(['prune', fixturePath('llama-tiny'), '--target-params', '0.5', '--plan-only', '--json', '--evals', '50', '--calibration-samples', '8', '--calibration-length', '16', '--ffn-importance', 'energy']).stdout);
+    expect(json.importance.ffn).toEqual([expect.objectContaining({ method: 'energy' }), expect.objectContaining({ method: 'energy' })]);
+    expect(Object.keys(json.timings)).toEqual(['calibrationMs', 'sequencesMs', 'statisticsMs', 'importanceMs', 'searchMs', 'correctionMs', 'exportMs', 'totalMs']);
     const help = runCli(['prune', '--help']).stdout;
     expect(help).toMatch(/--importance +which units to keep inside a layer: magnitude, random, self-generated/);
     expect(help).toMatch(/--correction/);
@@ -79,6 +89,7 @@ describe('zerolm prune', () => {
     [['--sweep', '0.9,1.5'], /--sweep takes fractions in \(0, 1\)/],
     [['--target-params', '0.5', '--correction', 'lsq'], /--correction must be one of refit, none/],
     [['--target-params', '0.5', '--importance', 'taylor'], /--importance must be one of magnitude, random, self-generated/],
+    [['--target-params', '0.5', '--ffn-importance', 'magic'], /--ffn-importance must be one of obs, chunked-obs, energy/],
   ])('fails cleanly with %j and writes nothing', (extra, pattern) => {
     const out = path.join(dir, `bad-${Math.random().toString(36).slice(2)}`);
     expectCleanError(runCli(['prune', fixturePath('llama-tiny'), '--out', out, ...(extra as string[])]), pattern as RegExp);
