@@ -12,6 +12,7 @@ import {
   calibrationSequences,
   clearCalibrationCache,
   collectMoments,
+  OrtAlgebra,
   specialTokenIds,
   type Calibration,
 } from '../src';
@@ -206,6 +207,25 @@ describe('calibration statistics', () => {
     const inline = await collectMoments(loadHfModel(fixturePath('llama-tiny')), tokens, 3, 8);
     expect(Array.from(external.layers[1]!.ffn.second)).toEqual(Array.from(inline.layers[1]!.ffn.second));
     expect(Array.from(external.layers[0]!.attention.mean)).toEqual(Array.from(inline.layers[0]!.attention.mean));
+  });
+
+  it('runs on CUDA where it starts and falls back to the CPU with its reason (auto), or stops with a clear error (cuda)', async () => {
+    const model = loadHfModel(fixturePath('llama-tiny'));
+    const auto = await calibrate(model, { samples: 2, length: 8, seed: 5, device: 'auto' });
+    let cudaError: string | undefined;
+    try {
+      await (await OrtAlgebra.open('cuda')).release();
+    } catch (error) {
+      cudaError = (error as Error).message;
+    }
+    if (cudaError === undefined) {
+      expect(auto.summary.provider).toBe('cuda');
+    } else {
+      expect(cudaError).toMatch(/^the CUDA provider of onnxruntime cannot start: /);
+      expect(auto.summary).toMatchObject({ provider: 'cpu', providerReason: expect.any(String) });
+      clearCalibrationCache();
+      await expect(calibrate(model, { samples: 2, length: 8, seed: 5, device: 'cuda' })).rejects.toThrow(/CUDA provider of onnxruntime cannot start/);
+    }
   });
 
   it('is cached per model file, S, T and seed, and deterministic for a seed', async () => {
