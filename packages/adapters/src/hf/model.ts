@@ -5,7 +5,7 @@
 import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, WeightMatrix } from '@zerolm/core';
 import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
 import { dirname } from 'path';
-import { onnxFileFor, readConfig, type ModelDtype, type NormalizedConfig } from './config';
+import { onnxFileFor, readConfig, resolveDtype, type DtypeChoice, type ModelDtype, type NormalizedConfig } from './config';
 import { matchGraph, multiplyResult, type AttentionMatch, type GraphMatch, type LayerMatch, type WeightMultiply } from './match';
 
 /** Where a module matrix lives in the ONNX file. */
@@ -33,7 +33,8 @@ export interface HfModel {
 }
 
 export interface LoadHfModelOptions {
-  dtype?: ModelDtype;
+  /** Which file to read (default fp32); `auto`: the most precise one present. */
+  dtype?: DtypeChoice;
 }
 
 function shapeError(dir: string, message: string): never {
@@ -238,9 +239,29 @@ export function reshapeConstants(index: GraphIndex, name: string): (number | und
 /** Initializer types that hold parameters (float and 8-bit quantized); int64/int32 hold shapes. */
 const PARAMETER_TYPES: ReadonlySet<number> = new Set([1, 2, 3, 10, 11, 16]);
 
-/** Parameters stored in the file outside the modules: embeddings, norms, heads. */
-function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
+/**
+ * Parameters stored in the file outside the modules: embeddings, norms, heads. A weight multiply
+ * outside the modules (the LM head) counts its logical `K x N`, whatever format packs it, and
+ * not its scales or zero points (nor does a quantized embedding table), so every format of a
+ * model counts the same.
+ */
+function otherParams(onnx: LoadedModel, layers: readonly Layer[], match: GraphMatch): number {
   const moduleTensors = new Set<string>();
+  let total = 0;
+  const inModules = new Set(layers.flatMap((l) => [...l.attention.matrices, ...l.ffn.matrices].map((m) => (m.source as MatrixSource).multiply)));
+  for (const m of match.multiplies) {
+    if (inModules.has(m) || moduleTensors.has(m.weight.dataName)) continue;
+    moduleTensors.add(m.weight.dataName);
+    if (m.weight.quantization) {
+      moduleTensors.add(m.weight.quantization.scale);
+      if (m.weight.quantization.zeroPoint) moduleTensors.add(m.weight.quantization.zeroPoint);
+    }
+    total += (m.weight.shape[0] as number) * (m.weight.shape[1] as number);
+  }
+  // A quantized embedding table counts its values, not its scale and zero point.
+  for (const node of onnx.model.graph?.node ?? []) {
+    if (node.opType === 'DequantizeLinear') node.input.slice(1).forEach((name) => moduleTensors.add(name));
+  }
   for (const layer of layers) {
     for (const m of [...layer.attention.matrices, ...layer.ffn.matrices]) {
       const weight = (m.source as MatrixSource).multiply.weight;
@@ -252,7 +273,6 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
     }
     for (const b of [...layer.attention.biases, ...layer.ffn.biases]) moduleTensors.add(b.name);
   }
-  let total = 0;
   for (const t of onnx.model.graph?.initializer ?? []) {
     if (!t.name || moduleTensors.has(t.name) || !PARAMETER_TYPES.has(t.dataType ?? 0)) continue;
     total += t.dims.reduce((a: number, b) => a * Number(b), 1);
@@ -262,7 +282,7 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
 
 export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfModel {
   const config = readConfig(dir);
-  const dtype = options.dtype ?? 'fp32';
+  const dtype = resolveDtype(dir, options.dtype ?? 'fp32');
   const file = onnxFileFor(dir, dtype);
   const onnx = loadModel(file);
   if (!onnx.model.graph) throw new Error(`${file} has no graph`);
@@ -273,6 +293,6 @@ export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfMo
   }
   const layers = match.layers.map((m) => buildLayer(m, config, index, dir));
   const base: ModuleGraph = { name: dir, family: config.modelType, hiddenSize: config.hiddenSize, layers };
-  const graph = { ...base, otherParams: otherParams(onnx, layers), dtype };
+  const graph = { ...base, otherParams: otherParams(onnx, layers, match), dtype };
   return { dir, dtype, file, config, onnx, index, match, graph };
 }
