@@ -8,7 +8,7 @@ import { tmpdir } from 'os';
 import { basename, dirname, join } from 'path';
 import * as ort from 'onnxruntime-node';
 import { keptIndices, type LayerPlan, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
-import { loadHfModel, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
+import { DTYPE_FILES, loadHfModel, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
 import { decodeTensorAsFloat32, makeTensor, saveModel, type TensorProto } from '@zerolm/onnx';
 import { fullContextGreedy, int64Tensor } from '@zerolm/runtime';
 import { DEFAULT_FIXTURES, fixturePath, type PlantedUnit } from '@zerolm/test-fixtures';
@@ -20,10 +20,8 @@ const transformers = require('@huggingface/transformers');
 export const EOS = 3;
 export const PROMPT = 'the keeper of the library';
 export const TEXT = 'the stranger found the farm on the north hill';
-const ONNX_FILES: Record<ModelDtype, string> = { fp32: 'model.onnx', q8: 'model_quantized.onnx', fp16: 'model_fp16.onnx' };
-
 export function onnxFile(dir: string, dtype: ModelDtype = 'fp32'): string {
-  return join(dir, 'onnx', ONNX_FILES[dtype]);
+  return join(dir, 'onnx', DTYPE_FILES[dtype]);
 }
 
 /** A fresh temporary folder and its removal. */
