@@ -509,6 +509,9 @@ function resolveNBitsWeight(index: GraphIndex, node: NodeProto, name: string, op
       `${where}: weight '${stored.name}' is ${dataTypeName(stored.tensor.dataType ?? 0)} [${dims.join(', ')}], expected UINT8 [${n}, ${kBlocks}, ${blob}]`,
     );
   }
+  if (stored.tensor.rawData && stored.tensor.rawData.byteLength !== n * kBlocks * blob) {
+    throw new OnnxError(`${where}: weight '${stored.name}' holds ${stored.tensor.rawData.byteLength} bytes, expected ${n * kBlocks * blob} for [${n}, ${kBlocks}, ${blob}]`);
+  }
   const scale = node.input[2];
   if (!scale) throw new OnnxError(`${where} has no scales input`);
   const scaleTensor = requireConstant(index, scale, 'scales', node);

@@ -3,7 +3,7 @@
  * from each module back to the ONNX nodes and initializers it came from (what an exporter needs).
  */
 import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, WeightMatrix } from '@zerolm/core';
-import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
+import { GraphIndex, intsAttribute, loadModel, OnnxError, type LoadedModel, type NodeProto } from '@zerolm/onnx';
 import { dirname } from 'path';
 import { onnxFileFor, readConfig, resolveDtype, type DtypeChoice, type ModelDtype, type NormalizedConfig } from './config';
 import { matchGraph, multiplyResult, type AttentionMatch, type GraphMatch, type LayerMatch, type WeightMultiply } from './match';
@@ -287,7 +287,14 @@ export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfMo
   const onnx = loadModel(file);
   if (!onnx.model.graph) throw new Error(`${file} has no graph`);
   const index = new GraphIndex(onnx.model.graph);
-  const match = matchGraph(index, dirname(file));
+  let match: GraphMatch;
+  try {
+    match = matchGraph(index, dirname(file));
+  } catch (error) {
+    // Name the file: a folder holds several, and the error is about one of them.
+    if (error instanceof OnnxError && !error.message.includes(file)) throw new OnnxError(`${file}: ${error.message}`, { cause: error });
+    throw error;
+  }
   if (match.layers.length !== config.numLayers) {
     shapeError(dir, `it declares ${config.numLayers} layers, the graph has ${match.layers.length}`);
   }
