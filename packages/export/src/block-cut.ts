@@ -49,10 +49,14 @@ export interface Requantized {
   readonly reason: 'cut through blocks' | 'corrected values';
 }
 
-function float32Bytes(type: number, values: Float32Array, name: string): Uint8Array {
+/**
+ * Scales in their stored type: kept ones (`fresh` false) go back bit for bit (every float16
+ * value is a float32 value); new ones are clamped to [1e-7, 1e4] in magnitude and rounded, as
+ * float16.py converts the quantizer's float32 scales.
+ */
+function float32Bytes(type: number, values: Float32Array, name: string, fresh: boolean): Uint8Array {
   if (type === DataType.FLOAT) return encodeTensorData(type, values);
-  // float16.py clamps magnitudes to [1e-7, 1e4] before rounding to float16.
-  if (type === DataType.FLOAT16) return encodeTensorData(DataType.UINT16, toFloat16(values));
+  if (type === DataType.FLOAT16) return fresh ? encodeTensorData(DataType.UINT16, toFloat16(values)) : encodeTensorData(type, values);
   throw new Error(`'${name}' is stored as ${dataTypeName(type)}: block scales must be FLOAT or FLOAT16`);
 }
 
@@ -119,7 +123,7 @@ export function cutBlockQuantized(hf: HfModel, editor: GraphEditor, m: WeightMul
     const kBlocks = Math.ceil(out.shape.k / out.shape.blockSize);
     editor.replaceConstant(w.dataName, withValues(data, [out.shape.n, kBlocks, (out.shape.blockSize * out.shape.bits) / 8], out.tensors.packed), [node]);
     const scaleDims = scales.dims.length === 2 ? [out.shape.n, kBlocks] : [out.shape.n * kBlocks];
-    editor.replaceConstant(q.scale, withValues(scales, scaleDims, float32Bytes(scaleType, out.tensors.scales, q.scale)), [node]);
+    editor.replaceConstant(q.scale, withValues(scales, scaleDims, float32Bytes(scaleType, out.tensors.scales, q.scale, result !== undefined)), [node]);
     if (zeroTensor && out.tensors.zeroPoints) {
       editor.replaceConstant(q.zeroPoint!, withValues(zeroTensor, zeroTensor.dims.length === 2 ? [out.shape.n, out.tensors.zeroPoints.length / out.shape.n] : [out.tensors.zeroPoints.length], out.tensors.zeroPoints), [node]);
     }
@@ -142,7 +146,7 @@ export function cutBlockQuantized(hf: HfModel, editor: GraphEditor, m: WeightMul
       result = { weight: w.dataName, scheme: q.scheme, reason: override ? 'corrected values' : 'cut through blocks' };
     }
     editor.replaceConstant(w.dataName, withValues(data, [out.tensors.packed.length], out.tensors.packed), [node]);
-    editor.replaceConstant(q.scale, withValues(scales, [out.tensors.absmax.length], float32Bytes(scaleType, out.tensors.absmax, q.scale)), [node]);
+    editor.replaceConstant(q.scale, withValues(scales, [out.tensors.absmax.length], float32Bytes(scaleType, out.tensors.absmax, q.scale, result !== undefined)), [node]);
     setIntAttribute(node, 'K', out.shape.k);
     setIntAttribute(node, 'N', out.shape.n);
     return result;

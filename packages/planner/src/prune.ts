@@ -330,8 +330,12 @@ export async function pruneSweep(modelDir: string, options: SweepOptions): Promi
     variants.push({ fraction, dir, result });
     onVariant?.(fraction, result);
   }
+  // Compared on the file the plans were made from (fp32, or the most precise one present), when written.
+  const planned = variants[0]!.result.planFile.dtype as ModelDtype;
+  const comparedDtype = options.dtypes && !options.dtypes.includes(planned) ? undefined : planned;
   const comparison = await compareModels(modelDir, variants.map((v) => v.dir), {
     device: options.device,
+    ...(comparedDtype ? { dtype: comparedDtype } : {}),
     measure: resolveMeasure(options.measure ?? DEFAULT_PRUNE_MEASURE).name,
     alpha: options.alpha,
     ...compare,
