@@ -23,6 +23,7 @@ import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
+import { cutBlockQuantized, type Requantized } from './block-cut';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
 interface MultiplyCut {
@@ -98,12 +99,35 @@ function readersOf(name: string, nodes: readonly NodeProto[]): NodeProto[] {
   return nodes.filter((n) => n.input.includes(name));
 }
 
-function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined): void {
+function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined, requantized: Requantized[]): void {
   const w = m.weight;
   const baseDir = hf.onnx.baseDir;
   const where = `weight '${w.dataName}'`;
   const q = w.quantization;
-  if (q?.bits !== undefined) throw new Error(`${where}: block-quantized (${q.scheme}) weights cannot be pruned by this exporter`);
+  if (q?.scheme === 'matmul-nbits' || q?.scheme === 'matmul-bnb4') {
+    const done = cutBlockQuantized(hf, editor, m, cut, override);
+    if (done) requantized.push(done);
+  } else {
+    cutStored(hf, editor, m, cut, override);
+  }
+  if (m.bias && cut.cols) {
+    const cols = w.shape[1]!;
+    const bias = gatherVector(editor.index.constantTensor(m.bias.tensor)!, baseDir, cols, cut.cols, m.bias.tensor);
+    if (bias) editor.replaceConstant(m.bias.tensor, bias, [m.bias.add]);
+  }
+  if (m.bias && override?.override.bias) {
+    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
+    editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
+  }
+}
+
+/** Cuts a weight stored element by element (float, or 8-bit with per-tensor or per-axis scales). */
+function cutStored(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined): void {
+  const w = m.weight;
+  const baseDir = hf.onnx.baseDir;
+  const where = `weight '${w.dataName}'`;
+  const q = w.quantization;
+  if (q?.bits !== undefined) throw new Error(`${where}: ${q.scheme} weights are cut block by block`);
   if (w.storedShape.length !== 2) throw new Error(`${where}: stored with rank ${w.storedShape.length}, expected a matrix`);
   const local = multiplyNodes(hf, m);
   let tensor = editor.index.constantTensor(w.dataName)!;
@@ -128,15 +152,6 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
   if (q && scale && scale !== editor.index.constantTensor(q.scale)) editor.replaceConstant(q.scale, scale, readersOf(q.scale, local));
   if (q?.zeroPoint && zeroPoint && zeroPoint !== editor.index.constantTensor(q.zeroPoint)) {
     editor.replaceConstant(q.zeroPoint, zeroPoint, readersOf(q.zeroPoint, local));
-  }
-  if (m.bias && cut.cols) {
-    const cols = w.shape[1]!;
-    const bias = gatherVector(editor.index.constantTensor(m.bias.tensor)!, baseDir, cols, cut.cols, m.bias.tensor);
-    if (bias) editor.replaceConstant(m.bias.tensor, bias, [m.bias.add]);
-  }
-  if (m.bias && override?.override.bias) {
-    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
-    editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
   }
 }
 
@@ -176,7 +191,7 @@ function checkDangling(graph: GraphProto, file: string): void {
  * (see `overrides.ts`). Edits `hf.onnx.model` in memory (never the file): load the model afresh
  * for anything else.
  */
-export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly WeightOverride[] = []): ModelProto {
+export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly WeightOverride[] = [], requantized: Requantized[] = []): ModelProto {
   const model = hf.onnx.model;
   const graph = model.graph!;
   const resolved = resolveOverrides(hf, plan, overrides);
@@ -189,7 +204,7 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
 
   const editor = new GraphEditor(graph, hf.index, Number(model.irVersion ?? 0));
   const at = (i: number) => `${hf.file}: layer ${i}`;
-  for (const [m, cut] of collectCuts(hf, plan)) applyCut(hf, editor, m, cut, resolved.get(m));
+  for (const [m, cut] of collectCuts(hf, plan)) applyCut(hf, editor, m, cut, resolved.get(m), requantized);
 
   // Counts in shape constants: FFN widths, head counts, the fused q/k/v Split sizes.
   const stopNodes = new Set(hf.match.multiplies.map((m) => m.node));

@@ -213,20 +213,53 @@ export function readConfig(modelDir: string): NormalizedConfig {
   return normalizeConfig(raw as Record<string, unknown>, file);
 }
 
-/** ONNX file names transformers.js loads for each dtype. */
-export const DTYPE_FILES = { fp32: 'model.onnx', q8: 'model_quantized.onnx', fp16: 'model_fp16.onnx' } as const;
+/** ONNX file names transformers.js 4.3.1 loads for each dtype (`utils/dtypes.js` suffixes). */
+export const DTYPE_FILES = {
+  fp32: 'model.onnx',
+  fp16: 'model_fp16.onnx',
+  q8: 'model_quantized.onnx',
+  int8: 'model_int8.onnx',
+  uint8: 'model_uint8.onnx',
+  q4: 'model_q4.onnx',
+  q4f16: 'model_q4f16.onnx',
+  bnb4: 'model_bnb4.onnx',
+} as const;
 export type ModelDtype = keyof typeof DTYPE_FILES;
 
-export function onnxFileFor(modelDir: string, dtype: ModelDtype = 'fp32'): string {
-  const name = DTYPE_FILES[dtype];
-  if (!name) throw new Error(`unknown dtype "${dtype}" (known: ${Object.keys(DTYPE_FILES).join(', ')})`);
+/** Every dtype, most precise first: the order `auto` picks in (8-bit before 4-bit, float scales before float16). */
+export const DTYPES_BY_PRECISION: readonly ModelDtype[] = ['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'q4f16', 'bnb4'];
+
+/** A dtype, or `auto`: the most precise file the folder holds. */
+export type DtypeChoice = ModelDtype | 'auto';
+
+/** The dtypes whose files `onnx/` of `modelDir` holds, most precise first. */
+export function presentDtypes(modelDir: string): ModelDtype[] {
+  return DTYPES_BY_PRECISION.filter((d) => existsSync(join(modelDir, 'onnx', DTYPE_FILES[d])));
+}
+
+/** `dtype` itself, or for `auto` the most precise dtype present (an error naming the expected files when none is). */
+export function resolveDtype(modelDir: string, dtype: DtypeChoice = 'fp32'): ModelDtype {
+  if (dtype !== 'auto') {
+    if (!Object.prototype.hasOwnProperty.call(DTYPE_FILES, dtype)) {
+      throw new Error(`unknown dtype "${String(dtype)}" (known: auto, ${Object.keys(DTYPE_FILES).join(', ')})`);
+    }
+    return dtype;
+  }
+  const present = presentDtypes(modelDir);
+  if (present.length === 0) {
+    throw new Error(`no ONNX model in ${join(modelDir, 'onnx')} (expected one of ${Object.values(DTYPE_FILES).join(', ')})`);
+  }
+  return present[0]!;
+}
+
+export function onnxFileFor(modelDir: string, dtype: DtypeChoice = 'fp32'): string {
+  const resolved = resolveDtype(modelDir, dtype);
+  const name = DTYPE_FILES[resolved];
   const file = join(modelDir, 'onnx', name);
   if (!existsSync(file)) {
-    const present = Object.entries(DTYPE_FILES)
-      .filter(([, f]) => existsSync(join(modelDir, 'onnx', f)))
-      .map(([d]) => d);
+    const present = presentDtypes(modelDir);
     throw new Error(
-      `no onnx/${name} in ${modelDir} for dtype ${dtype}${present.length ? ` (available: ${present.join(', ')})` : ' (the folder has no ONNX model)'}`,
+      `no onnx/${name} in ${modelDir} for dtype ${resolved}${present.length ? ` (available: ${present.join(', ')}; --dtype auto picks ${present[0]})` : ' (the folder has no ONNX model)'}`,
     );
   }
   return file;

@@ -25,7 +25,7 @@ import {
 } from '@zerolm/onnx';
 import { matchHeads, type HeadMatch } from './heads';
 
-const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulIntegerToFloat', 'DynamicQuantizeMatMul', 'MatMulNBits']);
+const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulIntegerToFloat', 'DynamicQuantizeMatMul', 'MatMulNBits', 'MatMulBnb4']);
 
 /** Ops that compute shapes or indices, never activations: walks stop there. */
 export const SHAPE_OPS: ReadonlySet<string> = new Set(['Shape', 'Size', 'ConstantOfShape', 'Range', 'NonZero', 'EyeLike']);

@@ -3,9 +3,9 @@
  * from each module back to the ONNX nodes and initializers it came from (what an exporter needs).
  */
 import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, TaskHead, WeightMatrix } from '@zerolm/core';
-import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
+import { GraphIndex, intsAttribute, loadModel, OnnxError, type LoadedModel, type NodeProto } from '@zerolm/onnx';
 import { dirname } from 'path';
-import { onnxFileFor, readConfig, type ModelDtype, type NormalizedConfig } from './config';
+import { onnxFileFor, readConfig, resolveDtype, type DtypeChoice, type ModelDtype, type NormalizedConfig } from './config';
 import { matchGraph, multiplyResult, type AttentionMatch, type GraphMatch, type LayerMatch, type WeightMultiply } from './match';
 
 /** Where a module matrix lives in the ONNX file. */
@@ -33,7 +33,8 @@ export interface HfModel {
 }
 
 export interface LoadHfModelOptions {
-  dtype?: ModelDtype;
+  /** Which file to read (default fp32); `auto`: the most precise one present. */
+  dtype?: DtypeChoice;
 }
 
 function shapeError(dir: string, message: string): never {
@@ -238,9 +239,29 @@ export function reshapeConstants(index: GraphIndex, name: string): (number | und
 /** Initializer types that hold parameters (float and 8-bit quantized); int64/int32 hold shapes. */
 const PARAMETER_TYPES: ReadonlySet<number> = new Set([1, 2, 3, 10, 11, 16]);
 
-/** Parameters stored in the file outside the modules: embeddings, norms, heads. */
-function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
+/**
+ * Parameters stored in the file outside the modules: embeddings, norms, heads. A weight multiply
+ * outside the modules (the LM head) counts its logical `K x N`, whatever format packs it, and
+ * not its scales or zero points (nor does a quantized embedding table), so every format of a
+ * model counts the same.
+ */
+function otherParams(onnx: LoadedModel, layers: readonly Layer[], match: GraphMatch): number {
   const moduleTensors = new Set<string>();
+  let total = 0;
+  const inModules = new Set(layers.flatMap((l) => [...l.attention.matrices, ...l.ffn.matrices].map((m) => (m.source as MatrixSource).multiply)));
+  for (const m of match.multiplies) {
+    if (inModules.has(m) || moduleTensors.has(m.weight.dataName)) continue;
+    moduleTensors.add(m.weight.dataName);
+    if (m.weight.quantization) {
+      moduleTensors.add(m.weight.quantization.scale);
+      if (m.weight.quantization.zeroPoint) moduleTensors.add(m.weight.quantization.zeroPoint);
+    }
+    total += (m.weight.shape[0] as number) * (m.weight.shape[1] as number);
+  }
+  // A quantized embedding table counts its values, not its scale and zero point.
+  for (const node of onnx.model.graph?.node ?? []) {
+    if (node.opType === 'DequantizeLinear') node.input.slice(1).forEach((name) => moduleTensors.add(name));
+  }
   for (const layer of layers) {
     for (const m of [...layer.attention.matrices, ...layer.ffn.matrices]) {
       const weight = (m.source as MatrixSource).multiply.weight;
@@ -252,7 +273,6 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
     }
     for (const b of [...layer.attention.biases, ...layer.ffn.biases]) moduleTensors.add(b.name);
   }
-  let total = 0;
   for (const t of onnx.model.graph?.initializer ?? []) {
     if (!t.name || moduleTensors.has(t.name) || !PARAMETER_TYPES.has(t.dataType ?? 0)) continue;
     total += t.dims.reduce((a: number, b) => a * Number(b), 1);
@@ -260,32 +280,54 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
   return total;
 }
 
-/** Parameters of the task heads after the last layer (each counted once, only what the head alone reads). */
+/**
+ * Parameters of the task heads after the last layer (each counted once, only what the head alone
+ * reads): each weight multiply by its logical shape (a packed 4-bit weight holds two values a
+ * byte), the head's other initializers (biases, norms) by size, scales and zero points not at all.
+ */
 function taskHeads(onnx: LoadedModel, match: GraphMatch): TaskHead[] {
   const sizes = new Map<string, number>();
   for (const t of onnx.model.graph?.initializer ?? []) {
     if (t.name && PARAMETER_TYPES.has(t.dataType ?? 0)) sizes.set(t.name, t.dims.reduce((a: number, b) => a * Number(b), 1));
   }
-  return match.heads.map((head) => ({
-    kind: head.kind,
-    params: head.initializers.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0),
-    matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
-  }));
+  return match.heads.map((head) => {
+    const weightTensors = new Set<string>();
+    let params = 0;
+    for (const m of head.multiplies) {
+      if (weightTensors.has(m.weight.dataName)) continue;
+      weightTensors.add(m.weight.dataName);
+      for (const name of [m.weight.quantization?.scale, m.weight.quantization?.zeroPoint]) if (name) weightTensors.add(name);
+      params += (m.weight.shape[0] as number) * (m.weight.shape[1] as number);
+    }
+    params += head.initializers.filter((name) => !weightTensors.has(name)).reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0);
+    return {
+      kind: head.kind,
+      params,
+      matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
+    };
+  });
 }
 
 export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfModel {
   const config = readConfig(dir);
-  const dtype = options.dtype ?? 'fp32';
+  const dtype = resolveDtype(dir, options.dtype ?? 'fp32');
   const file = onnxFileFor(dir, dtype);
   const onnx = loadModel(file);
   if (!onnx.model.graph) throw new Error(`${file} has no graph`);
   const index = new GraphIndex(onnx.model.graph);
-  const match = matchGraph(index, dirname(file));
+  let match: GraphMatch;
+  try {
+    match = matchGraph(index, dirname(file));
+  } catch (error) {
+    // Name the file: a folder holds several, and the error is about one of them.
+    if (error instanceof OnnxError && !error.message.includes(file)) throw new OnnxError(`${file}: ${error.message}`, { cause: error });
+    throw error;
+  }
   if (match.layers.length !== config.numLayers) {
     shapeError(dir, `it declares ${config.numLayers} layers, the graph has ${match.layers.length}`);
   }
   const layers = match.layers.map((m) => buildLayer(m, config, index, dir));
   const base: ModuleGraph = { name: dir, family: config.modelType, hiddenSize: config.hiddenSize, layers };
-  const graph = { ...base, otherParams: otherParams(onnx, layers), heads: taskHeads(onnx, match), dtype };
+  const graph = { ...base, otherParams: otherParams(onnx, layers, match), heads: taskHeads(onnx, match), dtype };
   return { dir, dtype, file, config, onnx, index, match, graph };
 }
