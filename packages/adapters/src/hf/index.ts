@@ -1,3 +1,6 @@
+export * from './families';
 export * from './config';
 export * from './match';
 export * from './model';
+export * from './heads';
+export * from './unsupported';

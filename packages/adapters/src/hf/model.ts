@@ -4,7 +4,10 @@
  */
 import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, TaskHead, WeightMatrix } from '@zerolm/core';
 import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
-import { dirname } from 'path';
+import { readFileSync } from 'fs';
+import { dirname, join } from 'path';
+import { findFamily } from './families';
+import { unsupportedFamilyMessage } from './unsupported';
 import { onnxFileFor, readConfig, type ModelDtype, type NormalizedConfig } from './config';
 import { matchGraph, multiplyResult, type AttentionMatch, type GraphMatch, type LayerMatch, type WeightMultiply } from './match';
 
@@ -273,9 +276,29 @@ function taskHeads(onnx: LoadedModel, match: GraphMatch): TaskHead[] {
   }));
 }
 
+/** config.json's model_type when it names no registered family (then the graph is read to say more). */
+function unregisteredModelType(dir: string): string | undefined {
+  try {
+    const modelType = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { model_type?: unknown }).model_type;
+    return typeof modelType === 'string' && modelType !== '' && !findFamily(modelType) ? modelType : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfModel {
-  const config = readConfig(dir);
   const dtype = options.dtype ?? 'fp32';
+  const unknown = unregisteredModelType(dir);
+  if (unknown) {
+    let file: string | undefined;
+    try {
+      file = onnxFileFor(dir, dtype);
+    } catch {
+      file = undefined;
+    }
+    throw new Error(unsupportedFamilyMessage(unknown, join(dir, 'config.json'), file));
+  }
+  const config = readConfig(dir);
   const file = onnxFileFor(dir, dtype);
   const onnx = loadModel(file);
   if (!onnx.model.graph) throw new Error(`${file} has no graph`);
