@@ -124,7 +124,12 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
     const quantization = q ? { scale: scale ?? editor.index.constantTensor(q.scale)!, ...(q.zeroPoint ? { zeroPoint: zeroPoint ?? editor.index.constantTensor(q.zeroPoint)! } : {}), ...(q.axis === undefined ? {} : { axis: q.axis }) } : undefined;
     tensor = overriddenWeight(tensor, w, override.override.values, override.rows, override.cols, baseDir, quantization);
   }
-  editor.replaceConstant(w.dataName, tensor, readersOf(w.dataName, local));
+  // Through Identity aliases (torch.onnx's deduplicated parameters), the sliced copy goes to the
+  // first node that does more than pass the weight on: the alias and the tensor behind it may
+  // have other readers, which keep what they read.
+  const reader = [...w.path, m.node].find((n) => n.opType !== 'Identity')!;
+  if (reader === w.path[0] || (w.path.length === 0 && reader === m.node)) editor.replaceConstant(w.dataName, tensor, readersOf(w.dataName, local));
+  else editor.replaceConstant(reader === m.node ? w.consumedName : reader.input[0]!, tensor, [reader]);
   if (q && scale && scale !== editor.index.constantTensor(q.scale)) editor.replaceConstant(q.scale, scale, readersOf(q.scale, local));
   if (q?.zeroPoint && zeroPoint && zeroPoint !== editor.index.constantTensor(q.zeroPoint)) {
     editor.replaceConstant(q.zeroPoint, zeroPoint, readersOf(q.zeroPoint, local));
