@@ -6,20 +6,22 @@
 import { cpSync, readFileSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
-import { configShapeKeys, familiesMarkdown, loadHfModel, registeredFamilies } from '../src';
+import { configShapeKeys, familiesMarkdown, graphStyle, graphStylesMarkdown, loadHfModel, registeredFamilies } from '../src';
 import { repoRoot } from './shared-data';
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 
 const README_BLOCK = /(<!-- families:start -->\n)[\s\S]*?(<!-- families:end -->)/;
+const STYLES_BLOCK = /(<!-- styles:start -->\n)[\s\S]*?(<!-- styles:end -->)/;
 const READMES = [path.join(repoRoot, 'README.md'), path.join(repoRoot, 'packages/adapters/README.md')];
 
 describe('family registry', () => {
   it.each(READMES)('%s lists exactly the registered families', (file) => {
     const text = readFileSync(file, 'utf8');
-    const current = text.replace(README_BLOCK, `$1${familiesMarkdown()}\n$2`);
+    const current = text.replace(README_BLOCK, `$1${familiesMarkdown()}\n$2`).replace(STYLES_BLOCK, `$1${graphStylesMarkdown()}\n$2`);
     if (process.env['ZEROLM_UPDATE_README'] === '1') writeFileSync(file, current);
     expect(README_BLOCK.test(text)).toBe(true);
+    expect(STYLES_BLOCK.test(text)).toBe(true);
     expect(text).toBe(current);
   });
 
@@ -30,6 +32,16 @@ describe('family registry', () => {
       expect(configShapeKeys(family.modelType).layers).toEqual(family.keys.layers);
     }
   });
+});
+
+test.each([
+  ['llama-tiny', 'torch.onnx'],
+  ['llama-genai', 'onnxruntime-genai'],
+  ['bert-fused', 'onnxruntime-optimizer'],
+  ['bert-fused-mha', 'onnxruntime-optimizer'],
+])('%s is read as a %s graph', (name, style) => {
+  ensureFixtures([name]);
+  expect(graphStyle(loadHfModel(fixturePath(name)).match)).toBe(style);
 });
 
 describe('an unsupported model_type', () => {

@@ -58,7 +58,10 @@ describe('Hugging Face model folders', () => {
       expect(a.matrices[1]!.cols).toBe(a.kvHeads * a.headDim);
       expect(a.matrices[3]!.rows).toBe(a.heads * a.headDim);
     }
-    expect(countParams(model.graph).modules).toBe(moduleInitializerSizes(model.file));
+    // onnxruntime-written graphs (packed Attention weights, biases inside fused operators, 4-bit
+    // weights) are checked against their torch-style twins in export-fused.test.ts instead.
+    const style = (fixture?.spec as { style?: string } | undefined)?.style;
+    if (style === undefined || style === 'torch') expect(countParams(model.graph).modules).toBe(moduleInitializerSizes(model.file));
   });
 
   it.each(['bert-tiny', 'llama-tiny', 'gpt2-tiny'])('%s: fp32 and q8 capacities agree within 2%%', (name) => {

@@ -15,6 +15,7 @@ import { prunedConfig, type PrunedLayerEntry } from './config';
 import { resolveOverrides, type WeightOverride } from './overrides';
 import { keptShape, pruneOnnxModel } from './prune-onnx';
 import { smokeRun } from './verify';
+import { exportRefusal } from './fused';
 import { transformersJsConfig, type WrittenOnnxFile } from './tjs-config';
 
 export interface ExportOptions {
@@ -184,6 +185,8 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
   for (const dtype of dtypes) {
     const hf = loadHfModel(input, { dtype });
     const file = `onnx/${DTYPE_FILES[dtype]}`;
+    const refusal = exportRefusal(hf);
+    if (refusal) throw new Error(`cannot prune ${file} of ${input}: ${refusal}`);
     try {
       validatePlan(hf.graph, plan);
     } catch (error) {

@@ -23,6 +23,7 @@ import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
+import { cutPackedBias, rewriteFusedHeads } from './fused';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
 interface MultiplyCut {
@@ -213,6 +214,10 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
     const before: HeadShape = { heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim, ...fusedWidth(a.heads, a.kvHeads) };
     const after: HeadShape = { heads: kept.heads, kvHeads: kept.kvHeads, headDim: a.headDim, ...fusedWidth(kept.heads, kept.kvHeads) };
     rewriteHeadShapes(editor, attentionShapeTargets(hf.index, lm, stopNodes, stopTensors), before, after, at(i), claims);
+    rewriteFusedHeads(lm.attention, a, kept);
+    const layer = hf.graph.layers[i]!;
+    const keptColumns = (role: 'q' | 'k' | 'v') => keptIndices(layer, layer.attention.matrices.find((m) => m.role === role)!, plan.layers[i]!)!;
+    cutPackedBias(hf, editor, lm.attention, { q: keptColumns('q'), k: keptColumns('k'), v: keptColumns('v') });
     if (fused) {
       const split = lm.attention.q.split!;
       const sizes = new Array<number>(split.output.length).fill(0);
@@ -255,6 +260,9 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
   // Dropped layers: the residual stream skips them.
   hf.match.layers.forEach((lm, i) => {
     if (!plan.layers[i]!.dropped) return;
+    if (lm.fusedResidual) {
+      throw new Error(`${at(i)}: cannot drop the layer: its residual additions are fused into Skip*LayerNormalization nodes with the norms around it`);
+    }
     const producer = hf.index.producer(lm.output);
     if (!producer) throw new Error(`${at(i)}: the layer output '${lm.output}' has no producer`);
     const dead = editor.freshName(`${lm.output}_dropped`);

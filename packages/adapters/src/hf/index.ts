@@ -4,3 +4,4 @@ export * from './match';
 export * from './model';
 export * from './heads';
 export * from './unsupported';
+export * from './styles';

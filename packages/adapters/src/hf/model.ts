@@ -3,7 +3,7 @@
  * from each module back to the ONNX nodes and initializers it came from (what an exporter needs).
  */
 import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, TaskHead, WeightMatrix } from '@zerolm/core';
-import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
+import { GraphIndex, intAttribute, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
 import { readFileSync } from 'fs';
 import { dirname, join } from 'path';
 import { findFamily } from './families';
@@ -54,6 +54,7 @@ function splitSizes(index: GraphIndex, split: NodeProto, total: number): number[
 
 /** Output columns of each projection: one multiply each, or one fused multiply cut by a Split. */
 function projectionColumns(index: GraphIndex, a: AttentionMatch, at: string): Record<'q' | 'k' | 'v', [number, number]> {
+  if (a.q.columns && a.k.columns && a.v.columns) return { q: [...a.q.columns], k: [...a.k.columns], v: [...a.v.columns] };
   const fused = a.q.multiply === a.k.multiply || a.q.multiply === a.v.multiply || a.k.multiply === a.v.multiply;
   if (!fused) {
     const cols = (role: 'q' | 'k' | 'v'): [number, number] => [0, a[role].multiply.weight.shape[1] as number];
@@ -159,8 +160,11 @@ function buildLayer(match: LayerMatch, config: NormalizedConfig, index: GraphInd
   const biases: BiasVector[] = [];
   for (const role of ['q', 'k', 'v'] as const) {
     matrices.push(weightMatrix(role, a[role].multiply, columns[role]));
-    biases.push(...biasVector(role, a[role].multiply, columns[role]));
+    const packed = a.fused?.packedBias;
+    if (packed) biases.push({ name: packed.tensor, role, length: packed.ranges[role][1] - packed.ranges[role][0], source: { tensor: packed.tensor, range: packed.ranges[role] } satisfies BiasSource });
+    else biases.push(...biasVector(role, a[role].multiply, columns[role]));
   }
+  checkFusedCounts(a, heads, kvHeads, dir, at);
   const [oRows, oCols] = a.o.weight.shape as [number, number];
   if (oRows !== heads * headDim) shapeError(dir, `${at}: the output projection reads ${oRows} features, expected ${heads} heads x ${headDim}`);
   matrices.push(weightMatrix('o', a.o, [0, oCols]));
@@ -185,6 +189,17 @@ function buildLayer(match: LayerMatch, config: NormalizedConfig, index: GraphInd
   }
   const ffn: FfnModule = { width: ffnWidth, activation: config.activation, matrices: ffnMatrices, biases: ffnBiases };
   return { index: match.index, attention, ffn };
+}
+
+/** A fused attention operator states its head counts in attributes; they must be the graph's. */
+function checkFusedCounts(a: AttentionMatch, heads: number, kvHeads: number, dir: string, at: string): void {
+  const node = a.fused?.node;
+  if (!node) return;
+  const stated = intAttribute(node, 'num_heads');
+  if (stated !== undefined && stated !== heads) shapeError(dir, `${at}: ${node.opType} '${node.name ?? ''}' has num_heads ${stated}, its projections hold ${heads} heads`);
+  const statedKv = intAttribute(node, 'kv_num_heads');
+  if (statedKv !== undefined && statedKv !== kvHeads) shapeError(dir, `${at}: ${node.opType} '${node.name ?? ''}' has kv_num_heads ${statedKv}, its projections hold ${kvHeads}`);
+  if (node.opType !== 'GroupQueryAttention' && heads !== kvHeads) shapeError(dir, `${at}: ${node.opType} needs as many key-value heads as query heads`);
 }
 
 /** Decoder caches are [batch, kv_heads, past, head_dim]; transformers.js allocates them from these dims. */
@@ -263,17 +278,31 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
   return total;
 }
 
-/** Parameters of the task heads after the last layer (each counted once, only what the head alone reads). */
+/**
+ * The task heads after the last layer, with their parameters counted as the module graph counts
+ * matrices (rows x cols and bias, whatever the stored format), plus the other parameters only the
+ * head reads (its norms).
+ */
 function taskHeads(onnx: LoadedModel, match: GraphMatch): TaskHead[] {
   const sizes = new Map<string, number>();
   for (const t of onnx.model.graph?.initializer ?? []) {
     if (t.name && PARAMETER_TYPES.has(t.dataType ?? 0)) sizes.set(t.name, t.dims.reduce((a: number, b) => a * Number(b), 1));
   }
-  return match.heads.map((head) => ({
-    kind: head.kind,
-    params: head.initializers.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0),
-    matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
-  }));
+  return match.heads.map((head) => {
+    const counted = new Set<string>();
+    let params = 0;
+    for (const m of head.multiplies) {
+      const q = m.weight.quantization;
+      for (const name of [m.weight.dataName, q?.scale, q?.zeroPoint, m.bias?.tensor]) if (name) counted.add(name);
+      params += (m.weight.shape[0] as number) * (m.weight.shape[1] as number) + (m.bias ? (m.weight.shape[1] as number) : 0);
+    }
+    for (const name of head.initializers) if (!counted.has(name)) params += sizes.get(name) ?? 0;
+    return {
+      kind: head.kind,
+      params,
+      matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
+    };
+  });
 }
 
 /** config.json's model_type when it names no registered family (then the graph is read to say more). */
