@@ -5,9 +5,20 @@
  * MultiHeadAttention's packed q|k|v bias, cut once for all three parts. Rotary tables are per
  * head size and stay as they are.
  */
-import { findFamily, type AttentionMatch, type HfModel } from '@zerolm/adapters';
+import { findFamily, type AttentionMatch, type HfModel, type WidthNorm } from '@zerolm/adapters';
 import { gatherVector } from './slice';
-import { findAttribute, intAttribute, makeAttribute, type NodeProto } from '@zerolm/onnx';
+import {
+  DataType,
+  decodeTensorAsFloat32,
+  encodeTensorData,
+  findAttribute,
+  float32ToFloat16Array,
+  intAttribute,
+  makeAttribute,
+  newTensorProto,
+  type NodeProto,
+  type TensorProto,
+} from '@zerolm/onnx';
 import type { GraphEditor } from './graph-edit';
 import type { KeptShape } from './prune-onnx';
 
@@ -62,4 +73,36 @@ export function exportRefusal(hf: HfModel): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Cuts a norm over a projection's whole width (OLMo 2's q/k norms) to the projection's kept
+ * columns and keeps its divisor: an RMSNorm over N features, cut to N' of them, gets its weight
+ * times sqrt(N / N') and its epsilon times N / N', so that for removed features that are zero it
+ * computes exactly what it did (`x w c / sqrt(S / N' + eps') = x w / sqrt(S / N + eps)`). A
+ * LayerNorm over the width cannot be kept that way (its mean changes): refused.
+ */
+export function cutWidthNorm(hf: HfModel, editor: GraphEditor, norm: WidthNorm, kept: readonly number[], at: string): void {
+  if (kept.length === norm.width) return;
+  if (norm.kind !== 'rms') throw new Error(`${at}: the ${norm.role} projection is normalised over its whole width by a LayerNorm, whose mean changes when heads go; cannot prune its heads exactly`);
+  const factor = norm.width / kept.length;
+  for (const { tensor, reader } of norm.vectors) {
+    const stored = editor.index.constantTensor(tensor)!;
+    const values = decodeTensorAsFloat32(stored, { baseDir: hf.onnx.baseDir });
+    const sliced = Float32Array.from(kept, (i) => values[i]! * Math.sqrt(factor));
+    editor.replaceConstant(tensor, floatLike(stored, sliced, [kept.length]), [reader]);
+  }
+  if (norm.epsilon) {
+    const stored = editor.index.constantTensor(norm.epsilon.tensor)!;
+    const eps = decodeTensorAsFloat32(stored, { baseDir: hf.onnx.baseDir })[0]!;
+    editor.replaceConstant(norm.epsilon.tensor, floatLike(stored, Float32Array.of(eps * factor), stored.dims.map(Number)), [norm.epsilon.reader]);
+  }
+}
+
+/** A tensor of `values` in the stored type of `like` (float32 or float16). */
+function floatLike(like: TensorProto, values: Float32Array, dims: number[]): TensorProto {
+  const dataType = like.dataType ?? DataType.FLOAT;
+  const raw = dataType === DataType.FLOAT16 ? new Uint8Array(float32ToFloat16Array(values).buffer) : encodeTensorData(DataType.FLOAT, values);
+  if (dataType !== DataType.FLOAT && dataType !== DataType.FLOAT16) throw new Error(`norm weight '${like.name ?? ''}' is stored as ${dataType}, not float32 or float16`);
+  return newTensorProto({ dims, dataType, rawData: raw });
 }

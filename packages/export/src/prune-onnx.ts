@@ -23,7 +23,7 @@ import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
-import { cutPackedBias, rewriteFusedHeads } from './fused';
+import { cutPackedBias, cutWidthNorm, rewriteFusedHeads } from './fused';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
 interface MultiplyCut {
@@ -218,6 +218,7 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
     const layer = hf.graph.layers[i]!;
     const keptColumns = (role: 'q' | 'k' | 'v') => keptIndices(layer, layer.attention.matrices.find((m) => m.role === role)!, plan.layers[i]!)!;
     cutPackedBias(hf, editor, lm.attention, { q: keptColumns('q'), k: keptColumns('k'), v: keptColumns('v') });
+    for (const norm of lm.attention.widthNorms ?? []) cutWidthNorm(hf, editor, norm, keptColumns(norm.role), at(i));
     if (fused) {
       const split = lm.attention.q.split!;
       const sizes = new Array<number>(split.output.length).fill(0);

@@ -5,3 +5,4 @@ export * from './model';
 export * from './heads';
 export * from './unsupported';
 export * from './styles';
+export * from './width-norms';

@@ -17,6 +17,7 @@
  */
 import { GraphIndex, intAttribute, type NodeProto } from '@zerolm/onnx';
 import { matchHeads, type HeadMatch } from './heads';
+import { widthNorm, type WidthNorm } from './width-norms';
 import { FUSED_ATTENTION_OPS, matchFusedAttention } from './match-fused';
 import {
   constantOperand,
@@ -59,6 +60,8 @@ export interface AttentionMatch {
   readonly o: WeightMultiply;
   /** Nodes between the projections and the output projection (reshapes, transposes, RoPE, ...). */
   readonly nodes: ReadonlySet<NodeProto>;
+  /** Norms over a projection's whole width before the heads are split (OLMo 2's q/k norms). */
+  readonly widthNorms?: readonly WidthNorm[];
   /** Decoder cache tensors of this layer (graph input / output names). */
   readonly pastKey?: string;
   readonly pastValue?: string;
@@ -301,9 +304,12 @@ export function matchGraph(index: GraphIndex, baseDir: string): GraphMatch {
 
   const anchors = order.filter((n) => n.opType === 'Softmax' || (FUSED_ATTENTION_OPS.has(n.opType ?? '') && n.domain === 'com.microsoft'));
   if (anchors.length === 0) fail('no Softmax and no fused attention operator: this graph has no attention');
-  const attentions = anchors.map((n) =>
-    n.opType === 'Softmax' ? matchAttention(index, n, byResult, weightNodes) : matchFusedAttention(index, n, byResult, weightNodes),
-  );
+  const attentions = anchors.map((n) => {
+    const a = n.opType === 'Softmax' ? matchAttention(index, n, byResult, weightNodes) : matchFusedAttention(index, n, byResult, weightNodes);
+    if (a.q.multiply === a.k.multiply) return a;
+    const norms = (['q', 'k', 'v'] as const).map((role) => widthNorm(index, a[role].multiply, role)).filter((w): w is WidthNorm => !!w);
+    return norms.length > 0 ? { ...a, widthNorms: norms } : a;
+  });
   const attentionMultiplies = new Set<WeightMultiply>();
   for (const a of attentions) for (const m of [a.q.multiply, a.k.multiply, a.v.multiply, a.o]) attentionMultiplies.add(m);
 

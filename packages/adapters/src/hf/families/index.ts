@@ -11,7 +11,15 @@ import { mistral } from './mistral';
 import { qwen2 } from './qwen2';
 import { registerFamily } from './registry';
 import { roberta } from './roberta';
+import { qwen3 } from './qwen3';
+import { smollm3 } from './smollm3';
+import { granite } from './granite';
+import { olmo2 } from './olmo2';
+import { gemma2 } from './gemma2';
+import { gemma3Text } from './gemma3-text';
 
-for (const family of [bert, roberta, distilbert, electra, gpt2, llama, qwen2, mistral]) registerFamily(family);
+for (const family of [bert, roberta, distilbert, electra, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text]) {
+  registerFamily(family);
+}
 
 export * from './registry';
