@@ -36,6 +36,17 @@ function keysOf(spec: ResolvedSpec, l: number): Record<TruthRole, string> | unde
         gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight`,
       };
     }
+    case 'bert':
+    case 'roberta':
+    case 'xlm-roberta':
+    case 'electra': {
+      const body = spec.task === 'fill-mask' ? (spec.family === 'bert' ? 'bert.' : 'roberta.') : '';
+      const p = `${body}encoder.layer.${l}`;
+      return {
+        q: `${p}.attention.self.query.weight`, k: `${p}.attention.self.key.weight`, v: `${p}.attention.self.value.weight`,
+        o: `${p}.attention.output.dense.weight`, up: `${p}.intermediate.dense.weight`, down: `${p}.output.dense.weight`, gate: '',
+      };
+    }
     default:
       return undefined;
   }
@@ -65,7 +76,7 @@ export function truthLayers(spec: ResolvedSpec): TruthLayer[] | undefined {
         k: projection(keys.k, spec.hidden, kvWidth, (w) => zeroColumns(w, spec.hidden, kvWidth, planted.kvHeads, D)),
         v: projection(keys.v, spec.hidden, kvWidth, (w) => zeroColumns(w, spec.hidden, kvWidth, planted.kvHeads, D)),
         o: projection(keys.o, qWidth, spec.hidden, (w) => zeroRows(w, spec.hidden, planted.queryHeads, D)),
-        gate: projection(keys.gate, spec.hidden, shape.ffn, (w) => zeroColumns(w, spec.hidden, shape.ffn, planted.neurons, 1)),
+        ...(keys.gate ? { gate: projection(keys.gate, spec.hidden, shape.ffn, (w) => zeroColumns(w, spec.hidden, shape.ffn, planted.neurons, 1)) } : {}),
         up: projection(keys.up, spec.hidden, shape.ffn, (w) => zeroColumns(w, spec.hidden, shape.ffn, planted.neurons, 1)),
         down: projection(keys.down, shape.ffn, spec.hidden, (w) => zeroRows(w, spec.hidden, planted.neurons, 1)),
       },

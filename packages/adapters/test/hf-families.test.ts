@@ -7,6 +7,8 @@
  */
 import { getMeasure, matrixCapacity } from '@zerolm/core';
 import { DEFAULT_FIXTURES, ensureFixtures, FAMILY_FIXTURES, fixturePath, resolveSpec, truthLayers } from '@zerolm/test-fixtures';
+import { readFileSync } from 'fs';
+import { join } from 'path';
 import { findFamily, loadHfModel } from '../src';
 
 beforeAll(() => ensureFixtures([...FAMILY_FIXTURES]));
@@ -36,6 +38,8 @@ describe.each(FAMILY_FIXTURES)('%s', (name) => {
         expect(matrixCapacity(m, measure)).toBeCloseTo(matrixCapacity({ ...m, values: () => want, sumOfSquares: undefined }, measure), 10);
       }
     });
-    expect(model.config.activation).toBe(spec.family.startsWith('gemma') ? 'gelu_pytorch_tanh' : 'silu');
+    // The activation as config.json names it under the family's key (Gemma: hidden_activation).
+    const written = JSON.parse(readFileSync(join(fixturePath(name), 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(model.config.activation).toBe(written[findFamily(spec.family)!.keys.activation[0]!]);
   });
 });

@@ -81,6 +81,14 @@ describe.each(FAMILY_FIXTURES)('%s', (name) => {
       const { cached, reference } = await generateBothWays(out, 'fp32');
       expect(cached).toEqual(reference);
       expect(cached.length).toBeGreaterThanOrEqual(4);
+    } else if (spec.task === 'fill-mask') {
+      const fill = await loadPipeline('fill-mask', out);
+      try {
+        const [best] = await fill('the keeper of the [MASK] found the farm', { top_k: 1 });
+        expect(best.score).toBeGreaterThan(0);
+      } finally {
+        await fill.dispose();
+      }
     } else {
       const extractor = await loadPipeline('feature-extraction', out);
       try {
