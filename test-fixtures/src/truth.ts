@@ -29,11 +29,21 @@ function keysOf(spec: ResolvedSpec, l: number): Record<TruthRole, string> | unde
     case 'granite':
     case 'olmo2':
     case 'gemma2':
-    case 'gemma3_text': {
+    case 'gemma3_text':
+    case 'phi3': {
+      // Phi-3's qkv_proj and gate_up_proj are drawn as their parts, under these names.
       const p = `model.layers.${l}`;
       return {
         q: `${p}.self_attn.q_proj.weight`, k: `${p}.self_attn.k_proj.weight`, v: `${p}.self_attn.v_proj.weight`, o: `${p}.self_attn.o_proj.weight`,
         gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight`,
+      };
+    }
+    case 'gpt_neox': {
+      // query_key_value is drawn as its three parts, under these names.
+      const p = `gpt_neox.layers.${l}`;
+      return {
+        q: `${p}.attention.query.weight`, k: `${p}.attention.key.weight`, v: `${p}.attention.value.weight`, o: `${p}.attention.dense.weight`,
+        up: `${p}.mlp.dense_h_to_4h.weight`, down: `${p}.mlp.dense_4h_to_h.weight`, gate: '',
       };
     }
     case 'bert':

@@ -2,7 +2,7 @@ import { countParams, getMeasure, graphCapacity, unitCapacities } from '@zerolm/
 import { GraphIndex, loadModel, resolveMatMulWeight } from '@zerolm/onnx';
 import { ensureFixtures, fixturePath, FIXTURE_NAMES } from '@zerolm/test-fixtures';
 import * as path from 'path';
-import { loadHfModel, SUPPORTED_MODEL_TYPES } from '../src';
+import { findFamily, loadHfModel, SUPPORTED_MODEL_TYPES } from '../src';
 import { describeShared, sharedPaths } from './shared-data';
 
 beforeAll(() => ensureFixtures());
@@ -46,7 +46,7 @@ describe('Hugging Face model folders', () => {
     if (fixture) expect(model.graph.layers).toHaveLength(fixture.spec.layers);
     for (const layer of model.graph.layers) {
       expect(layer.attention.matrices.map((m) => m.role)).toEqual(['q', 'k', 'v', 'o']);
-      const gated = model.config.family === 'llama';
+      const gated = findFamily(model.config.modelType)!.traits.ffn === 'gated';
       expect(layer.ffn.matrices.map((m) => m.role)).toEqual(gated ? ['up', 'gate', 'down'] : ['up', 'down']);
       const a = layer.attention;
       expect(a.matrices[0]!.cols).toBe(a.heads * a.headDim);

@@ -106,3 +106,32 @@ function floatLike(like: TensorProto, values: Float32Array, dims: number[]): Ten
   if (dataType !== DataType.FLOAT && dataType !== DataType.FLOAT16) throw new Error(`norm weight '${like.name ?? ''}' is stored as ${dataType}, not float32 or float16`);
   return newTensorProto({ dims, dataType, rawData: raw });
 }
+
+/**
+ * The bounds of a Slice that cuts one part out of a packed projection whose columns are cut
+ * (Phi-3's `qkv[..., a:b]` and `gate_up` chunk): the part's new range among the kept columns.
+ * Bounds computed at run time from the tensor's size follow by themselves; constant ones are
+ * rewritten; the end of the last part (INT64_MAX, or the width) stays valid as it is.
+ */
+export function rewriteCutBounds(editor: GraphEditor, cut: NodeProto | undefined, part: readonly number[], kept: readonly number[], before: number, at: string): void {
+  if (!cut || cut.opType !== 'Slice') return;
+  const keptSet = new Set(kept);
+  const start = kept.filter((c) => c < part[0]!).length;
+  const end = start + part.filter((c) => keptSet.has(c)).length;
+  const index = editor.index;
+  for (const [slot, value] of [[1, start], [2, end]] as const) {
+    const name = cut.input[slot];
+    const constant = name ? index.constantTensor(name) : undefined;
+    if (!name || !constant) continue;
+    const current = Number(index.constantValue(name)![0]);
+    const old = slot === 1 ? part[0]! : part[part.length - 1]! + 1;
+    if (current !== old) {
+      // Past the end (INT64_MAX, or the whole width) for the last part: still the end.
+      if (slot === 2 && old === before && current >= before) continue;
+      throw new Error(`${at}: the ${slot === 1 ? 'start' : 'end'} of ${cut.opType} '${cut.name ?? ''}' is ${current}, expected ${old}`);
+    }
+    if (current === value) continue;
+    const dataType = constant.dataType ?? DataType.INT64;
+    editor.replaceConstant(name, newTensorProto({ dims: [...constant.dims].map(Number), dataType, rawData: encodeTensorData(dataType, [value]) }), [cut]);
+  }
+}

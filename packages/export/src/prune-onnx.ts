@@ -17,13 +17,13 @@
  *   ones are renumbered `0..L'-1`; dead nodes and initializers are removed.
  */
 import { hasPrunableHeads, keptIndices, type Layer, type LayerPlan, type PrunePlan, type WeightMatrix } from '@zerolm/core';
-import { multiplyResult, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
+import { multiplyResult, sourceColumns, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
 import { makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
 import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
-import { cutPackedBias, cutWidthNorm, rewriteFusedHeads } from './fused';
+import { cutPackedBias, cutWidthNorm, rewriteCutBounds, rewriteFusedHeads } from './fused';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
 interface MultiplyCut {
@@ -72,7 +72,10 @@ function collectCuts(hf: HfModel, plan: PrunePlan): Map<WeightMultiply, Multiply
       if (!kept) continue;
       const source = sourceOf(matrix);
       if (matrix.role === 'o' || matrix.role === 'down') add(source.multiply, 'rows', kept);
-      else add(source.multiply, 'cols', kept.map((c) => c + source.columns[0]));
+      else {
+        const columns = sourceColumns(source);
+        add(source.multiply, 'cols', kept.map((c) => columns[c]!));
+      }
     }
   });
   return cuts;
@@ -207,7 +210,17 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
     const kept = keptShape(hf.graph.layers[i]!, plan.layers[i]!);
     if (!kept) return;
     const width = hf.graph.layers[i]!.ffn.width;
-    if (kept.ffnWidth !== width) rewriteFfnShapes(editor, ffnShapeTargets(hf.index, lm, stopNodes, stopTensors), width, kept.ffnWidth, at(i), claims);
+    if (kept.ffnWidth !== width) {
+      rewriteFfnShapes(editor, ffnShapeTargets(hf.index, lm, stopNodes, stopTensors), width, kept.ffnWidth, at(i), claims);
+      // A packed gate-up projection cut by Slices: their bounds among the kept columns.
+      if (lm.ffn.upColumns && lm.ffn.gateColumns) {
+        const { gateColumns, upColumns } = lm.ffn;
+        const keptColumns = plan.layers[i]!.keptNeurons.flatMap((j) => [gateColumns[j]!, upColumns[j]!]).sort((x, y) => x - y);
+        const total = lm.ffn.up.weight.shape[1] as number;
+        rewriteCutBounds(editor, lm.ffn.gateCut, lm.ffn.gateColumns, keptColumns, total, at(i));
+        rewriteCutBounds(editor, lm.ffn.upCut, lm.ffn.upColumns, keptColumns, total, at(i));
+      }
+    }
     if (kept.heads === a.heads && kept.kvHeads === a.kvHeads) return;
     const fused = lm.attention.q.split !== undefined;
     const fusedWidth = (heads: number, kvHeads: number) => (fused ? { fused: (heads + 2 * kvHeads) * a.headDim } : {});
@@ -219,6 +232,13 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
     const keptColumns = (role: 'q' | 'k' | 'v') => keptIndices(layer, layer.attention.matrices.find((m) => m.role === role)!, plan.layers[i]!)!;
     cutPackedBias(hf, editor, lm.attention, { q: keptColumns('q'), k: keptColumns('k'), v: keptColumns('v') });
     for (const norm of lm.attention.widthNorms ?? []) cutWidthNorm(hf, editor, norm, keptColumns(norm.role), at(i));
+    // Parts of a packed q/k/v projection cut by Slices (Phi-3): their bounds among the kept columns.
+    const packed = lm.attention.q.cut && lm.attention.q.multiply === lm.attention.k.multiply ? lm.attention.q.multiply : undefined;
+    if (packed) {
+      const columnsOf = (role: 'q' | 'k' | 'v') => sourceColumns(layer.attention.matrices.find((m) => m.role === role)!.source as MatrixSource);
+      const keptAll = (['q', 'k', 'v'] as const).flatMap((role) => keptColumns(role).map((c) => columnsOf(role)[c]!)).sort((x, y) => x - y);
+      for (const role of ['q', 'k', 'v'] as const) rewriteCutBounds(editor, lm.attention[role].cut, columnsOf(role), keptAll, packed.weight.shape[1] as number, at(i));
+    }
     if (fused) {
       const split = lm.attention.q.split!;
       const sizes = new Array<number>(split.output.length).fill(0);

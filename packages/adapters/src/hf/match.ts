@@ -18,6 +18,7 @@
 import { GraphIndex, intAttribute, type NodeProto } from '@zerolm/onnx';
 import { matchHeads, type HeadMatch } from './heads';
 import { widthNorm, type WidthNorm } from './width-norms';
+import { asRange, cutColumns } from './packing';
 import { FUSED_ATTENTION_OPS, matchFusedAttention } from './match-fused';
 import {
   constantOperand,
@@ -73,6 +74,11 @@ export interface FfnMatch {
   readonly up: WeightMultiply;
   readonly gate?: WeightMultiply;
   readonly down: WeightMultiply;
+  /** A packed gate-up projection (Phi-3's gate_up_proj, ModernBERT's Wi): the columns of each part, and the nodes cutting them. */
+  readonly upColumns?: readonly number[];
+  readonly gateColumns?: readonly number[];
+  readonly upCut?: NodeProto;
+  readonly gateCut?: NodeProto;
   /** Nodes between up/gate and down (the activation). */
   readonly nodes: ReadonlySet<NodeProto>;
 }
@@ -158,9 +164,9 @@ function matchAttention(index: GraphIndex, softmax: NodeProto, byResult: Map<str
   const valueCache = cache(valueWalk, 'value');
   return {
     softmax,
-    q: projection(q),
-    k: projection(k),
-    v: projection(v),
+    q: projection(index, q),
+    k: projection(index, k),
+    v: projection(index, v),
     o,
     nodes,
     ...(keyCache.past ? { pastKey: keyCache.past } : {}),
@@ -181,8 +187,18 @@ function castChain(index: GraphIndex, tensor: string): string[] {
   return out;
 }
 
-function projection(hit: UpstreamHit): Projection {
-  return hit.splitIndex === undefined ? { multiply: hit.multiply } : { multiply: hit.multiply, splitIndex: hit.splitIndex, split: hit.split! };
+/** The columns one cut takes of a multiply's features, when every path reached it through that one cut. */
+function cutOf(index: GraphIndex, hit: UpstreamHit): number[] | undefined {
+  const cut = hit.cuts.length === 1 ? hit.cuts[0] : undefined;
+  return cut ? cutColumns(index, hit.multiply, cut) : undefined;
+}
+
+function projection(index: GraphIndex, hit: UpstreamHit): Projection {
+  const split = hit.splitIndex === undefined ? {} : { splitIndex: hit.splitIndex, split: hit.split! };
+  const columns = cutOf(index, hit);
+  if (!columns) return { multiply: hit.multiply, ...split };
+  const range = asRange(columns);
+  return { multiply: hit.multiply, ...split, cut: hit.cuts[0]!.node, ...(range ? { columns: range } : { indices: columns }) };
 }
 
 const NONLINEAR_OPS = new Set(['Sigmoid', 'Tanh', 'Erf', 'Relu', 'Gelu', 'FastGelu', 'BiasGelu', 'QuickGelu', 'Silu', 'Swish', 'Softplus', 'Elu', 'LeakyRelu', 'HardSigmoid', 'Exp']);
@@ -191,6 +207,8 @@ function matchFfn(index: GraphIndex, down: WeightMultiply, byResult: Map<string,
   const walk = upstreamMultiplies(index, down.node.input[0] as string, byResult);
   const sources = walk.hits.map((h) => h.multiply);
   if (sources.length === 0 || sources.length > 2 || sources.some((m) => attentionMultiplies.has(m) || m === down)) return undefined;
+  const packed = sources.length === 1 ? packedGateUp(index, walk.hits[0]!, walk.nodes) : undefined;
+  if (packed) return { up: sources[0]!, gate: sources[0]!, down, nodes: walk.nodes, ...packed };
   // The activation between the projections works per token: nothing that mixes positions or
   // heads (a Reshape may only flatten tokens, as around GPT-2's Conv1D Gemm).
   for (const node of walk.nodes) if (['Transpose', 'Softmax', 'Concat', 'Split', 'Gather'].includes(node.opType ?? '')) return undefined;
@@ -205,6 +223,24 @@ function matchFfn(index: GraphIndex, down: WeightMultiply, byResult: Map<string,
   const gate = throughNonlinearity[0]!;
   const up = sources.find((m) => m !== gate)!;
   return { up, gate, down, nodes: walk.nodes };
+}
+
+/**
+ * One multiply reached through two cuts of its features, one going through the nonlinearity
+ * alone: a packed gate-up projection (the gate is the part through the activation).
+ */
+function packedGateUp(index: GraphIndex, hit: UpstreamHit, region: ReadonlySet<NodeProto>): { upColumns: number[]; gateColumns: number[]; upCut: NodeProto; gateCut: NodeProto } | undefined {
+  if (hit.cuts.length !== 2 || hit.cuts.some((c) => !c)) return undefined;
+  const parts = hit.cuts.map((cut) => ({ cut: cut!, columns: cutColumns(index, hit.multiply, cut!) }));
+  if (parts.some((p) => !p.columns)) return undefined;
+  const throughNonlinearity = parts.filter(({ cut }) => {
+    const reach = forwardTo(index, cut.output, (n) => NONLINEAR_OPS.has(n.opType ?? ''), new Set(['Cast', 'Identity', 'Mul', 'Div', 'Add']));
+    return reach.found.length > 0 && reach.found.every((n) => region.has(n));
+  });
+  if (throughNonlinearity.length !== 1) fail(`cannot tell the gate from the up part of the packed projection ${label(hit.multiply.node)}`);
+  const gate = throughNonlinearity[0]!;
+  const up = parts.find((p) => p !== gate)!;
+  return { upColumns: up.columns!, gateColumns: gate.columns!, upCut: up.cut.node, gateCut: gate.cut.node };
 }
 
 /**

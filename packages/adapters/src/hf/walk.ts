@@ -73,7 +73,14 @@ export interface Projection {
    * or it is not packed.
    */
   readonly columns?: readonly [number, number];
-  /** Index of the Split output that carries this projection (fused QKV); absent when unfused. */
+  /**
+   * The output columns of a packed projection as an explicit list, where they are not one range:
+   * GPT-NeoX's per-head `[heads, 3, head_dim]` layout. Absent when `columns` or a Split says it.
+   */
+  readonly indices?: readonly number[];
+  /** The Split or Slice that cuts this projection out of a packed one. */
+  readonly cut?: NodeProto;
+  /** Index of the Split output that carries this projection (GPT-2's fused c_attn cut on its columns); absent otherwise. */
   readonly splitIndex?: number;
   /** The Split node of a fused projection. */
   readonly split?: NodeProto;
@@ -200,10 +207,23 @@ function packedAttentionMultiply(index: GraphIndex, node: NodeProto, baseDir: st
   return { node, weight, output };
 }
 
+/** A Split output or Slice that cuts part of a multiply's result on the way to its reader. */
+export interface Cut {
+  readonly node: NodeProto;
+  /** The tensor the cut produces (the Split output taken, or the Slice's output). */
+  readonly output: string;
+}
+
 export interface UpstreamHit {
   multiply: WeightMultiply;
+  /** Index of the Split output on every path to this multiply, when one Split cut it on all of them. */
   splitIndex?: number;
   split?: NodeProto;
+  /**
+   * The cut closest to the multiply on each path that reached it (undefined for a path without
+   * one), each distinct cut once: one cut on every path is a part of a packed projection.
+   */
+  cuts: (Cut | undefined)[];
 }
 
 /**
@@ -219,16 +239,17 @@ export function upstreamMultiplies(
   const nodes = new Set<NodeProto>();
   const graphInputs = new Set<string>();
   const seen = new Set<string>();
-  const stack: { tensor: string; splitIndex?: number; split?: NodeProto }[] = [{ tensor: start }];
+  const stack: { tensor: string; cut?: Cut }[] = [{ tensor: start }];
   while (stack.length > 0) {
-    const { tensor, splitIndex, split } = stack.pop()!;
-    if (seen.has(tensor)) continue;
-    seen.add(tensor);
+    const { tensor, cut } = stack.pop()!;
+    const key = `${tensor}\u0000${cut?.output ?? ''}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
     const multiply = byResult.get(tensor);
     if (multiply) {
-      const previous = hits.get(multiply);
-      if (previous && previous.splitIndex !== splitIndex) fail(`${label(multiply.node)} feeds one attention input through two different Split outputs`);
-      hits.set(multiply, { multiply, ...(splitIndex === undefined ? {} : { splitIndex, split: split! }) });
+      const hit = hits.get(multiply) ?? { multiply, cuts: [] };
+      if (!hit.cuts.some((c) => c?.output === cut?.output)) hit.cuts.push(cut);
+      hits.set(multiply, hit);
       continue;
     }
     if (index.isRuntimeInput(tensor)) {
@@ -237,19 +258,18 @@ export function upstreamMultiplies(
     }
     const producer = index.producer(tensor);
     if (!producer || SHAPE_OPS.has(producer.opType ?? '') || producer.opType === 'Constant') continue;
-    if (MATMUL_OPS.has(producer.opType ?? '') && !byResult.has(tensor)) {
-      // A multiply of two activations (e.g. scores @ V of another block): not on a projection path.
-      nodes.add(producer);
-    }
     nodes.add(producer);
-    let nextSplit = splitIndex;
-    let nextSplitNode = split;
-    if (producer.opType === 'Split') {
-      nextSplit = producer.output.indexOf(tensor);
-      nextSplitNode = producer;
-    }
+    // The cut closest to the multiply wins: walking back, a later one replaces an earlier one.
+    const next = producer.opType === 'Split' || producer.opType === 'Slice' ? { node: producer, output: tensor } : cut;
     for (const input of dataInputs(producer)) {
-      if (!index.isConstant(input)) stack.push({ tensor: input, ...(nextSplit === undefined ? {} : { splitIndex: nextSplit, split: nextSplitNode! }) });
+      if (!index.isConstant(input)) stack.push({ tensor: input, ...(next ? { cut: next } : {}) });
+    }
+  }
+  for (const hit of hits.values()) {
+    const only = hit.cuts.length === 1 ? hit.cuts[0] : undefined;
+    if (only?.node.opType === 'Split') {
+      hit.splitIndex = only.node.output.indexOf(only.output);
+      hit.split = only.node;
     }
   }
   return { hits: [...hits.values()], nodes, graphInputs };

@@ -18,8 +18,10 @@ import { olmo2 } from './olmo2';
 import { gemma2 } from './gemma2';
 import { gemma3Text } from './gemma3-text';
 import { xlmRoberta } from './xlm-roberta';
+import { phi3 } from './phi3';
+import { gptNeox } from './gpt-neox';
 
-for (const family of [bert, roberta, distilbert, electra, xlmRoberta, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text]) {
+for (const family of [bert, roberta, distilbert, electra, xlmRoberta, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
   registerFamily(family);
 }
 
