@@ -46,6 +46,14 @@ function keysOf(spec: ResolvedSpec, l: number): Record<TruthRole, string> | unde
         up: `${p}.mlp.dense_h_to_4h.weight`, down: `${p}.mlp.dense_4h_to_h.weight`, gate: '',
       };
     }
+    case 'modernbert': {
+      // Wqkv and Wi are drawn as their parts (Wi_input goes through the activation: the gate role).
+      const p = `${spec.task === 'fill-mask' ? 'model.' : ''}layers.${l}`;
+      return {
+        q: `${p}.attn.Wq.weight`, k: `${p}.attn.Wk.weight`, v: `${p}.attn.Wv.weight`, o: `${p}.attn.Wo.weight`,
+        gate: `${p}.mlp.Wi_input.weight`, up: `${p}.mlp.Wi_gate.weight`, down: `${p}.mlp.Wo.weight`,
+      };
+    }
     case 'bert':
     case 'roberta':
     case 'xlm-roberta':

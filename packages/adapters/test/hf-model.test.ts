@@ -20,7 +20,7 @@ function moduleInitializerSizes(file: string): number {
   let total = 0;
   for (const node of model.graph!.node) {
     if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
-    if (node.name?.startsWith('/embeddings_project/') || node.name?.startsWith('/cls/') || node.name?.startsWith('/lm_head/')) continue;
+    if (node.name?.startsWith('/embeddings_project/') || node.name?.startsWith('/cls/') || node.name?.startsWith('/lm_head/') || node.name?.startsWith('/head/')) continue;
     const weight = resolveMatMulWeight(index, node, 1);
     if (!weight || weight.shape.length !== 2) continue;
     const out = node.output[0]!;

@@ -18,7 +18,7 @@
  */
 import { hasPrunableHeads, keptIndices, type Layer, type LayerPlan, type PrunePlan, type WeightMatrix } from '@zerolm/core';
 import { multiplyResult, sourceColumns, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
-import { makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
+import { intsAttribute, makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
 import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
@@ -149,6 +149,13 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
   }
 }
 
+/** Whether the Split's sizes add up to the packed width (it cuts the columns, not a parts axis). */
+function splitsColumns(hf: HfModel, split: NodeProto, width: number): boolean {
+  const sizes = split.input[1] ? hf.index.constantValue(split.input[1]) : undefined;
+  const list = sizes ? Array.from(sizes as ArrayLike<number | bigint>, Number) : intsAttribute(split, 'split');
+  return !list || list.length === 0 || list.reduce((a, b) => a + b, 0) === width;
+}
+
 function opsetOf(model: ModelProto): number {
   return Number(model.opsetImport.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version ?? 0);
 }
@@ -222,7 +229,9 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
       }
     }
     if (kept.heads === a.heads && kept.kvHeads === a.kvHeads) return;
-    const fused = lm.attention.q.split !== undefined;
+    // A Split that cuts the packed q/k/v columns themselves (GPT-2's c_attn); one that separates
+    // the parts on their own axis (ModernBERT's unbind, sizes [1, 1, 1]) keeps its sizes.
+    const fused = lm.attention.q.split !== undefined && splitsColumns(hf, lm.attention.q.split, lm.attention.q.multiply.weight.shape[1] as number);
     const fusedWidth = (heads: number, kvHeads: number) => (fused ? { fused: (heads + 2 * kvHeads) * a.headDim } : {});
     const before: HeadShape = { heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim, ...fusedWidth(a.heads, a.kvHeads) };
     const after: HeadShape = { heads: kept.heads, kvHeads: kept.kvHeads, headDim: a.headDim, ...fusedWidth(kept.heads, kept.kvHeads) };

@@ -20,8 +20,9 @@ import { gemma3Text } from './gemma3-text';
 import { xlmRoberta } from './xlm-roberta';
 import { phi3 } from './phi3';
 import { gptNeox } from './gpt-neox';
+import { modernbert } from './modernbert';
 
-for (const family of [bert, roberta, distilbert, electra, xlmRoberta, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
+for (const family of [bert, roberta, distilbert, electra, xlmRoberta, modernbert, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
   registerFamily(family);
 }
 
