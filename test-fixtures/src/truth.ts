@@ -46,6 +46,14 @@ function keysOf(spec: ResolvedSpec, l: number): Record<TruthRole, string> | unde
         up: `${p}.mlp.dense_h_to_4h.weight`, down: `${p}.mlp.dense_4h_to_h.weight`, gate: '',
       };
     }
+    case 'nomic_bert': {
+      // Wqkv drawn as its parts; fc12 goes through the activation (the gate role).
+      const p = `encoder.layers.${l}`;
+      return {
+        q: `${p}.attn.Wq.weight`, k: `${p}.attn.Wk.weight`, v: `${p}.attn.Wv.weight`, o: `${p}.attn.out_proj.weight`,
+        gate: `${p}.mlp.fc12.weight`, up: `${p}.mlp.fc11.weight`, down: `${p}.mlp.fc2.weight`,
+      };
+    }
     case 'modernbert': {
       // Wqkv and Wi are drawn as their parts (Wi_input goes through the activation: the gate role).
       const p = `${spec.task === 'fill-mask' ? 'model.' : ''}layers.${l}`;

@@ -21,8 +21,9 @@ import { xlmRoberta } from './xlm-roberta';
 import { phi3 } from './phi3';
 import { gptNeox } from './gpt-neox';
 import { modernbert } from './modernbert';
+import { nomicBert } from './nomic-bert';
 
-for (const family of [bert, roberta, distilbert, electra, xlmRoberta, modernbert, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
+for (const family of [bert, roberta, distilbert, electra, xlmRoberta, modernbert, nomicBert, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
   registerFamily(family);
 }
 
