@@ -46,6 +46,13 @@ function keysOf(spec: ResolvedSpec, l: number): Record<TruthRole, string> | unde
         up: `${p}.mlp.dense_h_to_4h.weight`, down: `${p}.mlp.dense_4h_to_h.weight`, gate: '',
       };
     }
+    case 'mpnet': {
+      const p = `encoder.layer.${l}`;
+      return {
+        q: `${p}.attention.attn.q.weight`, k: `${p}.attention.attn.k.weight`, v: `${p}.attention.attn.v.weight`, o: `${p}.attention.attn.o.weight`,
+        up: `${p}.intermediate.dense.weight`, down: `${p}.output.dense.weight`, gate: '',
+      };
+    }
     case 'nomic_bert': {
       // Wqkv drawn as its parts; fc12 goes through the activation (the gate role).
       const p = `encoder.layers.${l}`;

@@ -5,7 +5,7 @@
  * MultiHeadAttention's packed q|k|v bias, cut once for all three parts. Rotary tables are per
  * head size and stay as they are.
  */
-import { findFamily, type AttentionMatch, type HfModel, type WidthNorm } from '@zerolm/adapters';
+import { findFamily, type AttentionMatch, type HeadBias, type HfModel, type WidthNorm } from '@zerolm/adapters';
 import { gatherVector } from './slice';
 import {
   DataType,
@@ -15,6 +15,7 @@ import {
   float32ToFloat16Array,
   intAttribute,
   makeAttribute,
+  makeNode,
   newTensorProto,
   type NodeProto,
   type TensorProto,
@@ -134,4 +135,17 @@ export function rewriteCutBounds(editor: GraphEditor, cut: NodeProto | undefined
     const dataType = constant.dataType ?? DataType.INT64;
     editor.replaceConstant(name, newTensorProto({ dims: [...constant.dims].map(Number), dataType, rawData: encodeTensorData(dataType, [value]) }), [cut]);
   }
+}
+
+/**
+ * Gives one layer the kept heads of a per-head score bias it shares with other layers (MPNet's
+ * relative position bias): `Gather(bias, kept heads, axis=1)` before that layer's Add only.
+ */
+export function gatherHeadBias(editor: GraphEditor, bias: HeadBias, keptHeads: readonly number[], at: string): void {
+  const indices = editor.freshName(`${bias.operand}_kept_heads`);
+  editor.addInitializer(newTensorProto({ name: indices, dims: [keptHeads.length], dataType: DataType.INT64, rawData: encodeTensorData(DataType.INT64, keptHeads) }));
+  const output = editor.freshName(`${bias.operand}_pruned`);
+  const gather = makeNode('Gather', [bias.operand, indices], [output], { axis: 1 }, { name: editor.freshName(`/zerolm/${at.replace(/[^\w.]+/g, '_')}/Gather`) });
+  editor.insert(gather, bias.add, 'before');
+  editor.renameInput(bias.add, bias.operand, output);
 }

@@ -23,7 +23,7 @@ import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
-import { cutPackedBias, cutWidthNorm, rewriteCutBounds, rewriteFusedHeads } from './fused';
+import { cutPackedBias, cutWidthNorm, gatherHeadBias, rewriteCutBounds, rewriteFusedHeads } from './fused';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
 interface MultiplyCut {
@@ -241,6 +241,11 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
     const keptColumns = (role: 'q' | 'k' | 'v') => keptIndices(layer, layer.attention.matrices.find((m) => m.role === role)!, plan.layers[i]!)!;
     cutPackedBias(hf, editor, lm.attention, { q: keptColumns('q'), k: keptColumns('k'), v: keptColumns('v') });
     for (const norm of lm.attention.widthNorms ?? []) cutWidthNorm(hf, editor, norm, keptColumns(norm.role), at(i));
+    if (lm.attention.headBiases) {
+      const group = a.heads / a.kvHeads;
+      const keptHeads = plan.layers[i]!.keptGroups.flatMap((g) => Array.from({ length: group }, (_, j) => g * group + j));
+      for (const bias of lm.attention.headBiases) gatherHeadBias(editor, bias, keptHeads, at(i));
+    }
     // Parts of a packed q/k/v projection cut by Slices (Phi-3): their bounds among the kept columns.
     const packed = lm.attention.q.cut && lm.attention.q.multiply === lm.attention.k.multiply ? lm.attention.q.multiply : undefined;
     if (packed) {

@@ -6,3 +6,4 @@ export * from './heads';
 export * from './unsupported';
 export * from './styles';
 export * from './width-norms';
+export * from './head-bias';

@@ -18,6 +18,7 @@
 import { GraphIndex, intAttribute, type NodeProto } from '@zerolm/onnx';
 import { matchHeads, type HeadMatch } from './heads';
 import { widthNorm, type WidthNorm } from './width-norms';
+import { headBiases, type HeadBias } from './head-bias';
 import { asRange, cutColumns } from './packing';
 import { FUSED_ATTENTION_OPS, matchFusedAttention } from './match-fused';
 import {
@@ -61,6 +62,8 @@ export interface AttentionMatch {
   readonly o: WeightMultiply;
   /** Nodes between the projections and the output projection (reshapes, transposes, RoPE, ...). */
   readonly nodes: ReadonlySet<NodeProto>;
+  /** Per-head biases added to the scores from outside the layer (MPNet's relative position bias). */
+  readonly headBiases?: readonly HeadBias[];
   /** Norms over a projection's whole width before the heads are split (OLMo 2's q/k norms). */
   readonly widthNorms?: readonly WidthNorm[];
   /** Decoder cache tensors of this layer (graph input / output names). */
@@ -162,8 +165,10 @@ function matchAttention(index: GraphIndex, softmax: NodeProto, byResult: Map<str
   };
   const keyCache = cache(keyWalk, 'key');
   const valueCache = cache(valueWalk, 'value');
+  const biases = headBiases(index, scores, softmax);
   return {
     softmax,
+    ...(biases.length > 0 ? { headBiases: biases } : {}),
     q: projection(index, q),
     k: projection(index, k),
     v: projection(index, v),

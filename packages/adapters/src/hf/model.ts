@@ -194,6 +194,10 @@ function buildLayer(match: LayerMatch, config: NormalizedConfig, index: GraphInd
     else biases.push(...biasVector(role, a[role].multiply, columns[role]));
   }
   checkFusedCounts(a, heads, kvHeads, dir, at);
+  for (const bias of a.headBiases ?? []) {
+    const columns = Number(index.constantTensor(bias.table)!.dims[1]);
+    if (columns !== heads) shapeError(dir, `${at}: the score bias table '${bias.table}' has ${columns} heads, the layer ${heads}`);
+  }
   const [oRows, oCols] = a.o.weight.shape as [number, number];
   if (oRows !== heads * headDim) shapeError(dir, `${at}: the output projection reads ${oRows} features, expected ${heads} heads x ${headDim}`);
   matrices.push(weightMatrix('o', a.o, [0, oCols]));

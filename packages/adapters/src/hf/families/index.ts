@@ -22,8 +22,9 @@ import { phi3 } from './phi3';
 import { gptNeox } from './gpt-neox';
 import { modernbert } from './modernbert';
 import { nomicBert } from './nomic-bert';
+import { mpnet } from './mpnet';
 
-for (const family of [bert, roberta, distilbert, electra, xlmRoberta, modernbert, nomicBert, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
+for (const family of [bert, roberta, distilbert, electra, xlmRoberta, mpnet, modernbert, nomicBert, gpt2, llama, qwen2, mistral, qwen3, smollm3, granite, olmo2, gemma2, gemma3Text, phi3, gptNeox]) {
   registerFamily(family);
 }
 
