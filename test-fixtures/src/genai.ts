@@ -20,6 +20,11 @@
  *   `<weight>_Q4` uint8 `[N, K / 32, 16]`, scales `<weight>_scales` float `[N * K / 32]`, as
  *   onnxruntime's MatMulNBitsQuantizer writes them; the output keeps the MatMul's name.
  *
+ * - `rotary: 'operator'` (the builder's path when RoPE is not fused, e.g. for DirectML): separate
+ *   `q_proj` / `k_proj` / `v_proj` MatMuls, `RotaryEmbedding` nodes on q and k reading a
+ *   `position_ids` input (`num_heads` written, as for partial rotary), and GroupQueryAttention with
+ *   three inputs and `do_rotary=0`.
+ *
  * Weights are drawn under the Hugging Face state-dict names, so the same spec written in
  * torch.onnx style computes the same logits.
  */
@@ -96,6 +101,8 @@ export function buildGenaiDecoder(spec: ResolvedSpec): BuiltGraph {
   const inputs: ValueInfoProto[] = [
     makeValueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
     makeValueInfo('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']),
+    // Without RoPE inside GroupQueryAttention, the RotaryEmbedding nodes read the positions.
+    ...(spec.rotary === 'operator' ? [makeValueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length'])] : []),
   ];
   const outputs: ValueInfoProto[] = [makeValueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', spec.vocab])];
   for (const kind of ['key', 'value']) {
@@ -178,6 +185,7 @@ export function buildGenaiDecoder(spec: ResolvedSpec): BuiltGraph {
     const qWidth = N * H;
     const kvWidth = Nkv * H;
     const packed = qWidth + 2 * kvWidth;
+    let attention: string | undefined;
     const hf = (name: string, out: number, heads: number[]) => {
       const w = drawTensor(spec, `${p}.self_attn.${name}.weight`, 'matrix', spec.hidden, out);
       zeroColumns(w, spec.hidden, out, heads, H);
@@ -196,8 +204,28 @@ export function buildGenaiDecoder(spec: ResolvedSpec): BuiltGraph {
       }
       return out;
     };
-    let qkv = matmul(`${s}/attn/qkv_proj/MatMul`, inputNorm.normed, `${p}.attn.qkv_proj.MatMul.weight`, spec.hidden, packed, qkvValues);
-    if (spec.family === 'qwen2') {
+    if (spec.rotary === 'operator') {
+      // The builder's unfused path: q/k/v MatMuls, RotaryEmbedding nodes, GroupQueryAttention without rotary tables.
+      const project = (name: 'q_proj' | 'k_proj' | 'v_proj', width: number, heads: number[]) =>
+        matmul(`${s}/attn/${name}/MatMul`, inputNorm.normed, `${p}.attn.${name}.MatMul.weight`, spec.hidden, width, () => hf(name, width, heads));
+      const rotate = (x: string, role: 'q' | 'k', heads: number) =>
+        g.node('RotaryEmbedding', `${s}/attn/${role}_rotary/RotaryEmbedding`, [x, 'position_ids', 'cos_cache', 'sin_cache'], [`${s}/attn/${role}_rotary/RotaryEmbedding/output_0`], [
+          attr.int('interleaved', 0), attr.int('num_heads', heads), attr.int('rotary_embedding_dim', 0),
+        ], 'com.microsoft');
+      const q = rotate(project('q_proj', qWidth, planted.queryHeads), 'q', N);
+      const k = rotate(project('k_proj', kvWidth, planted.kvHeads), 'k', Nkv);
+      const v = project('v_proj', kvWidth, planted.kvHeads);
+      attention = g.node(
+        'GroupQueryAttention',
+        `${s}/attn/GroupQueryAttention`,
+        [q, k, v, `past_key_values.${l}.key`, `past_key_values.${l}.value`, seqlensK, totalLength],
+        [`${s}/attn/GroupQueryAttention/output_0`, `present.${l}.key`, `present.${l}.value`],
+        [attr.int('num_heads', N), attr.int('kv_num_heads', Nkv), attr.float('scale', 1 / Math.sqrt(H)), attr.int('local_window_size', -1), attr.float('softcap', 0), attr.int('do_rotary', 0)],
+        'com.microsoft',
+      );
+    }
+    let qkv = attention ? '' : matmul(`${s}/attn/qkv_proj/MatMul`, inputNorm.normed, `${p}.attn.qkv_proj.MatMul.weight`, spec.hidden, packed, qkvValues);
+    if (!attention && spec.family === 'qwen2') {
       const bias = g.weight(`${p}.attn.qkv_proj.Add.bias`, [packed], () => {
         const out = new Float32Array(packed);
         const parts: [string, number, number[]][] = [['q_proj', qWidth, planted.queryHeads], ['k_proj', kvWidth, planted.kvHeads], ['v_proj', kvWidth, planted.kvHeads]];
@@ -213,7 +241,7 @@ export function buildGenaiDecoder(spec: ResolvedSpec): BuiltGraph {
       qkv = g.node('Add', `${s}/attn/qkv_proj/Add`, [qkv, bias], [`${s}/attn/qkv_proj/Add/output_0`]);
     }
     const gqa = `${s}/attn/GroupQueryAttention`;
-    const context = g.node(
+    const context = attention ?? g.node(
       'GroupQueryAttention',
       gqa,
       [qkv, '', '', `past_key_values.${l}.key`, `past_key_values.${l}.value`, seqlensK, totalLength, 'cos_cache', 'sin_cache'],

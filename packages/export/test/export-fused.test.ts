@@ -14,6 +14,7 @@
 import { join } from 'path';
 import { countParams, getMeasure, graphCapacity, prunedGraph } from '@zerolm/core';
 import { DEFAULT_FIXTURES, ensureFixtures, ensureModel, fixturePath, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
+import type { NodeProto } from '@zerolm/onnx';
 import { exportPrunedModel } from '../src';
 import {
   allFinite,
@@ -33,12 +34,12 @@ import {
   writeMaskedReference,
 } from './export-helpers';
 
-const FUSED = ['llama-genai', 'qwen2-genai', 'bert-fused', 'bert-fused-mha'] as const;
+const FUSED = ['llama-genai', 'llama-genai-rotary', 'qwen2-genai', 'bert-fused', 'bert-fused-mha'] as const;
 const IDS = [2, 17, 40, 9, 33, 5, 61, 12, 3];
 
 /** The torch.onnx-style twin of a fixture: the same spec without its style. */
 function twin(name: string): string {
-  const { style: _style, quantization: _q, ...spec } = DEFAULT_FIXTURES[name as keyof typeof DEFAULT_FIXTURES] as ModelSpec;
+  const { style: _style, quantization: _q, rotary: _r, ...spec } = DEFAULT_FIXTURES[name as keyof typeof DEFAULT_FIXTURES] as ModelSpec;
   return ensureModel(spec as ModelSpec, join(GENERATED_FIXTURES_DIR, `twin-${name}`));
 }
 
@@ -80,9 +81,13 @@ describe.each(FUSED)('%s', (name) => {
     expectSameModuleGraph(exported, prunedGraph(source.graph, plan), source, plan);
     // The operator's head counts follow the cut.
     exported.match.layers.forEach((l, i) => {
-      const stated = l.attention.fused!.node.attribute.find((a) => a.name === 'num_heads')!.i;
-      expect(Number(stated)).toBe(exported.graph.layers[i]!.attention.heads);
+      const { heads, kvHeads } = exported.graph.layers[i]!.attention;
+      const stated = (node: NodeProto, name: string) => Number(node.attribute.find((a) => a.name === name)!.i);
+      expect(stated(l.attention.fused!.node, 'num_heads')).toBe(heads);
+      // RotaryEmbedding operators that state their head counts state the kept ones.
+      for (const { node, role } of l.attention.fused!.rotary) expect(stated(node, 'num_heads')).toBe(role === 'q' ? heads : kvHeads);
     });
+    if (name === 'llama-genai-rotary') expect(exported.match.layers.every((l) => l.attention.fused!.rotary.length === 2)).toBe(true);
     const masked = join(root.dir, `${name}-masked`);
     writeMaskedReference(fixturePath(name), plan, masked);
     const after = await runDirect(onnxFile(out), IDS);
