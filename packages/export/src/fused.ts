@@ -69,7 +69,7 @@ export function exportRefusal(hf: HfModel): string | undefined {
     for (const m of [layer.attention.q.multiply, layer.attention.k.multiply, layer.attention.v.multiply, layer.attention.o, layer.ffn.up, layer.ffn.gate, layer.ffn.down]) {
       const q = m?.weight.quantization;
       if (q?.bits !== undefined) {
-        return `layer ${layer.index} holds ${q.bits}-bit block-quantized ${m!.node.opType} weights ('${m!.weight.dataName}'), which this exporter cannot slice yet; prune the fp32 file of the model`;
+        return `layer ${layer.index} holds ${q.bits}-bit block-quantized ${m!.node.opType} weights ('${m!.weight.dataName}'), which this exporter cannot slice yet (prune a float export of the model instead)`;
       }
     }
   }
