@@ -26,6 +26,7 @@ import { prunedConfig, type PrunedLayerEntry } from './config';
 import { resolveOverrides, type WeightOverride } from './overrides';
 import { keptShape, pruneOnnxModel } from './prune-onnx';
 import { smokeRun } from './verify';
+import { exportRefusal } from './fused';
 import { transformersJsConfig, type WrittenOnnxFile } from './tjs-config';
 import type { Requantized } from './block-cut';
 
@@ -225,6 +226,8 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
     } catch (error) {
       throw new Error(`cannot export ${file} of ${input}: ${(error as Error).message}${options.dtypes ? '' : ' (leave it out with dtypes / --dtypes)'}`);
     }
+    const refusal = exportRefusal(hf);
+    if (refusal) throw new Error(`cannot prune ${file} of ${input}: ${refusal}`);
     try {
       validatePlan(hf.graph, plan);
     } catch (error) {

@@ -4,4 +4,5 @@ export { cutBlockQuantized, type Requantized } from './block-cut';
 export { pruneOnnxModel, keptShape, type KeptShape } from './prune-onnx';
 export { prunedConfig, type PrunedConfigInput, type PrunedLayerEntry } from './config';
 export { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type StoredQuantization, type WeightOverride } from './overrides';
+export { exportRefusal } from './fused';
 export { transformersJsConfig, type WrittenOnnxFile } from './tjs-config';

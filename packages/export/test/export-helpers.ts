@@ -8,7 +8,7 @@ import { tmpdir } from 'os';
 import { basename, dirname, join } from 'path';
 import * as ort from 'onnxruntime-node';
 import { keptIndices, type LayerPlan, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
-import { DTYPE_FILES, loadHfModel, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
+import { DTYPE_FILES, loadHfModel, sourceColumns, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
 import { decodeTensorAsFloat32, makeTensor, saveModel, type TensorProto } from '@zerolm/onnx';
 import { fullContextGreedy, int64Tensor } from '@zerolm/runtime';
 import { DEFAULT_FIXTURES, fixturePath, type PlantedUnit } from '@zerolm/test-fixtures';
@@ -146,7 +146,7 @@ export async function generateBothWays(dir: string, dtype: ModelDtype, maxNew = 
 /** Values of a bias as the module graph points at them. */
 function biasValues(hf: HfModel, source: BiasSource): Float32Array {
   const all = decodeTensorAsFloat32(hf.index.constantTensor(source.tensor)!, { baseDir: hf.onnx.baseDir });
-  return all.slice(source.range[0], source.range[1]);
+  return Float32Array.from(sourceColumns(source), (i) => all[i]!);
 }
 
 /**

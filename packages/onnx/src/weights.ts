@@ -141,6 +141,9 @@ interface StoredTensor {
 }
 
 function constantSource(index: GraphIndex, name: string): StoredTensor | undefined {
+  // An Identity of a constant is a constant to the index; here it is a step of the path, so the
+  // stored tensor is the one that holds the data.
+  if (index.producer(name)?.opType === 'Identity') return undefined;
   const tensor = index.constantTensor(name);
   if (!tensor) return undefined;
   return { name, tensor, source: index.initializer(name) ? 'initializer' : 'constant' };

@@ -11,7 +11,7 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { calibrate, type CalibrationSummary } from './calibration/calibrate';
 import { compareModels, latencyBatch, measureLatencies, type CompareOptions, type ComparisonReport } from '@zerolm/compare';
-import { exportPrunedModel, type ExportedOnnxFile, type ExportResult, type WeightOverride } from '@zerolm/export';
+import { exportPrunedModel, exportRefusal, type ExportedOnnxFile, type ExportResult, type WeightOverride } from '@zerolm/export';
 import { ModelRunner, positionLimit, type Device } from '@zerolm/runtime';
 import {
   checkCorrection,
@@ -238,6 +238,9 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   const correction = checkCorrection(options.correction ?? DEFAULT_CORRECTION);
   // Planned from one file: fp32 when present, else the most precise format present (dequantized).
   const model = loadHfModel(modelDir, { dtype: 'auto' });
+  // Refused before any calibration runs, rather than after the planning.
+  const refusal = options.planOnly ? undefined : exportRefusal(model);
+  if (refusal) throw new Error(`cannot prune ${model.file}: ${refusal}`);
   const seqLen = options.seqLen ?? 128;
   const limit = positionLimit(model.config);
   if (options.maxLatencyMs !== undefined && limit !== undefined && seqLen > limit) {

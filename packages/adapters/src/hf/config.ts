@@ -4,9 +4,9 @@
  */
 import { existsSync, readFileSync } from 'fs';
 import { join } from 'path';
+import { findFamily, registeredFamilies, type FamilyDefinition, type ModelFamily } from './families';
 
-/** Families that share a graph structure and an export pattern. */
-export type ModelFamily = 'encoder' | 'gpt2' | 'llama';
+export type { ModelFamily } from './families';
 
 export interface FamilyInfo {
   readonly family: ModelFamily;
@@ -14,16 +14,10 @@ export interface FamilyInfo {
   readonly decoder: boolean;
 }
 
-export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, FamilyInfo>> = {
-  bert: { family: 'encoder', decoder: false },
-  roberta: { family: 'encoder', decoder: false },
-  distilbert: { family: 'encoder', decoder: false },
-  electra: { family: 'encoder', decoder: false },
-  gpt2: { family: 'gpt2', decoder: true },
-  llama: { family: 'llama', decoder: true },
-  qwen2: { family: 'llama', decoder: true },
-  mistral: { family: 'llama', decoder: true },
-};
+/** The registered families by model_type (see `families/`), as they stand when this module loads. */
+export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, FamilyInfo>> = Object.fromEntries(
+  registeredFamilies().map((f) => [f.modelType, { family: f.group, decoder: f.decoder }]),
+);
 
 /** What `zerolm prune` records in config.json about the units it kept (see the planner). */
 export interface PrunedLayerRecord {
@@ -70,17 +64,18 @@ function stringField(raw: Record<string, unknown>, keys: readonly string[], fall
   return fallback;
 }
 
+/** The registered family of a model_type; an error naming the supported ones otherwise. */
+export function familyDefinition(modelType: unknown, where: string): FamilyDefinition {
+  const supported = registeredFamilies().map((f) => f.modelType).join(', ');
+  if (typeof modelType !== 'string' || modelType === '') throw new Error(`${where}: missing "model_type" (supported: ${supported})`);
+  const family = findFamily(modelType);
+  if (!family) throw new Error(`unsupported model family "${modelType}" (${where}); supported: ${supported}`);
+  return family;
+}
+
 export function familyOf(modelType: unknown, where: string): FamilyInfo & { modelType: string } {
-  if (typeof modelType !== 'string' || modelType === '') {
-    throw new Error(`${where}: missing "model_type" (supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')})`);
-  }
-  const info = SUPPORTED_MODEL_TYPES[modelType];
-  if (!info) {
-    throw new Error(
-      `unsupported model family "${modelType}" (${where}); supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')}`,
-    );
-  }
-  return { ...info, modelType };
+  const family = familyDefinition(modelType, where);
+  return { family: family.group, decoder: family.decoder, modelType: family.modelType };
 }
 
 function prunedLayers(raw: Record<string, unknown>, numLayers: number, where: string): PrunedLayerRecord[] | undefined {
@@ -102,40 +97,17 @@ function prunedLayers(raw: Record<string, unknown>, numLayers: number, where: st
 }
 
 export function normalizeConfig(raw: Record<string, unknown>, where = 'config.json'): NormalizedConfig {
-  const { modelType, family, decoder } = familyOf(raw['model_type'], where);
-  let numLayers: number;
-  let hiddenSize: number;
-  let heads: number;
-  let kvHeads: number;
-  let ffnWidth: number;
-  let activation: string;
-  let headDim: number | undefined;
-  switch (modelType) {
-    case 'distilbert':
-      numLayers = positiveInteger(raw, ['n_layers'], where);
-      hiddenSize = positiveInteger(raw, ['dim'], where);
-      heads = positiveInteger(raw, ['n_heads'], where);
-      kvHeads = heads;
-      ffnWidth = positiveInteger(raw, ['hidden_dim'], where);
-      activation = stringField(raw, ['activation'], 'gelu');
-      break;
-    case 'gpt2':
-      numLayers = positiveInteger(raw, ['n_layer', 'num_hidden_layers'], where);
-      hiddenSize = positiveInteger(raw, ['n_embd', 'hidden_size'], where);
-      heads = positiveInteger(raw, ['n_head', 'num_attention_heads'], where);
-      kvHeads = heads;
-      ffnWidth = optionalPositiveInteger(raw, ['n_inner'], where) ?? 4 * hiddenSize;
-      activation = stringField(raw, ['activation_function'], 'gelu_new');
-      break;
-    default:
-      numLayers = positiveInteger(raw, ['num_hidden_layers'], where);
-      hiddenSize = positiveInteger(raw, ['hidden_size'], where);
-      heads = positiveInteger(raw, ['num_attention_heads'], where);
-      kvHeads = optionalPositiveInteger(raw, ['num_key_value_heads'], where) ?? heads;
-      ffnWidth = positiveInteger(raw, ['intermediate_size'], where);
-      activation = stringField(raw, ['hidden_act'], family === 'llama' ? 'silu' : 'gelu');
-      headDim = optionalPositiveInteger(raw, ['head_dim'], where);
-  }
+  const definition = familyDefinition(raw['model_type'], where);
+  const { modelType, group: family, decoder, keys } = definition;
+  const numLayers = positiveInteger(raw, keys.layers, where);
+  const hiddenSize = positiveInteger(raw, keys.hidden, where);
+  const heads = positiveInteger(raw, keys.heads, where);
+  const kvHeads = (keys.kvHeads && optionalPositiveInteger(raw, keys.kvHeads, where)) ?? heads;
+  const ffnWidth = keys.ffnWidthDefault
+    ? (optionalPositiveInteger(raw, keys.ffnWidth, where) ?? keys.ffnWidthDefault(hiddenSize))
+    : positiveInteger(raw, keys.ffnWidth, where);
+  const activation = stringField(raw, keys.activation, keys.activationDefault);
+  let headDim = keys.headDim ? optionalPositiveInteger(raw, [keys.headDim], where) : undefined;
   if (heads % kvHeads !== 0) {
     throw new Error(`${where}: num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
   }
@@ -179,25 +151,14 @@ export interface ConfigShapeKeys {
 }
 
 export function configShapeKeys(modelType: string): ConfigShapeKeys {
-  familyOf(modelType, 'config.json');
-  switch (modelType) {
-    case 'distilbert':
-      return { layers: ['n_layers'], heads: ['n_heads'], ffnWidth: ['hidden_dim'] };
-    case 'gpt2':
-      return { layers: ['n_layer', 'num_hidden_layers'], heads: ['n_head', 'num_attention_heads'], ffnWidth: ['n_inner'] };
-    case 'llama':
-    case 'qwen2':
-    case 'mistral':
-      return {
-        layers: ['num_hidden_layers'],
-        heads: ['num_attention_heads'],
-        kvHeads: ['num_key_value_heads'],
-        ffnWidth: ['intermediate_size'],
-        headDim: 'head_dim',
-      };
-    default:
-      return { layers: ['num_hidden_layers'], heads: ['num_attention_heads'], ffnWidth: ['intermediate_size'] };
-  }
+  const { keys, writesHeadDim } = familyDefinition(modelType, 'config.json');
+  return {
+    layers: keys.layers,
+    heads: keys.heads,
+    ...(keys.kvHeads ? { kvHeads: keys.kvHeads } : {}),
+    ffnWidth: keys.ffnWidth,
+    ...(writesHeadDim && keys.headDim ? { headDim: keys.headDim } : {}),
+  };
 }
 
 export function readConfig(modelDir: string): NormalizedConfig {
