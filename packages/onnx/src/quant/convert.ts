@@ -182,6 +182,8 @@ export function quantizeDynamic8(source: LazyGraph, options: Dynamic8Options): L
   for (const n of graph.nodes) {
     if (n.opType === 'MatMul' && (n.domain ?? '') === '' && isFloatInitializer(n.input[1])) {
       const x = n.input[0] as string;
+      // A quantized embedding table's output is already quantized: onnxruntime's quantizer reads it
+      // as it is (OLMo 2 has no norm between the embeddings and the first projections).
       let activation = activations.get(x);
       if (!activation) {
         activation = { quantized: `${x}_quantized`, scale: `${x}_scale`, zeroPoint: `${x}_zero_point` };
@@ -205,6 +207,7 @@ export function quantizeDynamic8(source: LazyGraph, options: Dynamic8Options): L
     if (n.opType === 'Gather' && (n.domain ?? '') === '' && isFloatInitializer(n.input[0])) {
       const table = quantizeInitializer(n.input[0] as string, true);
       const output = n.output[0] as string;
+      activations.set(output, { quantized: `${output}_quantized`, scale: table.scale, zeroPoint: table.zeroPoint });
       nodes.push(
         { ...n, input: [table.quantized, ...n.input.slice(1)], output: [`${output}_quantized`] },
         node('DequantizeLinear', `${output}_DequantizeLinear`, [`${output}_quantized`, table.scale, table.zeroPoint], [output]),
