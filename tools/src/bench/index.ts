@@ -11,6 +11,7 @@
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatExportBench, runExportBench } from './export';
+import { formatFormatsBench, runFormatsBench } from './formats';
 import { normalsSection } from './normals';
 import { formatPlanningBench, runPlanningBench } from './planning';
 import { formatPruneScaleBench, runPruneScaleBench } from './prune-scale';
@@ -57,6 +58,14 @@ const exportSection: BenchSection = {
   },
 };
 
+const formatsSection: BenchSection = {
+  name: 'formats',
+  title: 'prune the generated LLaMA-shaped model from its fp32, q4 and q4f16 files: time and peak memory; q4 latency ratio',
+  async run(context) {
+    context.print(formatFormatsBench(await runFormatsBench({ runs: context.quick ? 5 : 20, log: context.print })));
+  },
+};
+
 const pruneScaleSection: BenchSection = {
   name: 'prune-scale',
   title: 'prune Qwen2.5-0.5B- and TinyLlama-1.1B-shaped models (and 12 vs 24 layers of one width): time, peak memory, phases; CPU vs CUDA',
@@ -76,6 +85,7 @@ export const BENCH_SECTIONS: readonly BenchSection[] = [
   scoringSection,
   planningSection,
   exportSection,
+  formatsSection,
   pruneScaleSection,
 ];
 

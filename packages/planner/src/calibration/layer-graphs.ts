@@ -1,5 +1,5 @@
 /**
- * Pieces of a model's fp32 graph, each a model of its own, so the calibration can run one layer
+ * Pieces of a model's graph (the file the plan is made from, in any weight format), each a model of its own, so the calibration can run one layer
  * at a time (as SparseGPT, Wanda and FLAP calibrate): the embeddings (the graph's inputs to the
  * first layer's residual input) and each layer (its residual input, and the graph inputs it reads
  * such as the attention mask, position ids and its own empty cache, to its residual output). A
@@ -12,7 +12,6 @@
  */
 import type { HfModel } from '@zerolm/adapters';
 import {
-  DataType,
   elementByteSize,
   isExternalTensor,
   makeValueInfo,
@@ -24,7 +23,7 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from '@zerolm/onnx';
-import type { EditableGraph } from './graph-copy';
+import { activationTypeOf, type EditableGraph } from './graph-copy';
 
 /** Pieces whose weights pass this many bytes keep their external data external. */
 const MAX_INLINE_BYTES = 2 ** 30;
@@ -65,9 +64,7 @@ function inlined(tensor: TensorProto, baseDir: string): TensorProto {
  * float32 `[batch, sequence, width]`) and whatever graph inputs it reads.
  */
 export function graphPiece(model: HfModel, outputs: readonly string[], cuts: readonly { name: string; width: number }[]): EditableGraph {
-  if (model.dtype !== 'fp32') {
-    throw new Error(`calibration runs the fp32 model (onnx/model.onnx); ${model.dir} was loaded as ${model.dtype}`);
-  }
+  const activationType = activationTypeOf(model);
   const source = model.onnx.model;
   const graph = source.graph!;
   const producer = new Map<string, NodeProto>();
@@ -106,7 +103,7 @@ export function graphPiece(model: HfModel, outputs: readonly string[], cuts: rea
   const externalBytes = kept.reduce((sum, t) => sum + (isExternalTensor(t) ? tensorElementCount(t) * (elementByteSize(t.dataType ?? 0) ?? 0) : 0), 0);
   const initializer = externalBytes <= MAX_INLINE_BYTES ? kept.map((t) => (isExternalTensor(t) ? inlined(t, baseDir) : t)) : kept;
   const input: ValueInfoProto[] = [
-    ...cuts.map((c) => makeValueInfo(c.name, DataType.FLOAT, ['batch', 'sequence', c.width])),
+    ...cuts.map((c) => makeValueInfo(c.name, activationType, ['batch', 'sequence', c.width])),
     ...graph.input.filter((i) => usedInputs.has(i.name ?? '')),
   ];
   const piece: GraphProto = {
@@ -116,7 +113,7 @@ export function graphPiece(model: HfModel, outputs: readonly string[], cuts: rea
     initializer,
     sparseInitializer: [],
     input,
-    output: outputs.map((o) => makeValueInfo(o, DataType.FLOAT)),
+    output: outputs.map((o) => makeValueInfo(o, activationType)),
     valueInfo: [],
     quantizationAnnotation: [],
   };
@@ -128,6 +125,7 @@ export function graphPiece(model: HfModel, outputs: readonly string[], cuts: rea
     graph: piece,
     baseDir,
     opset,
+    activationType,
     fresh(base) {
       let name = base;
       for (let k = 1; used.has(name); k++) name = `${base}_${k}`;

@@ -128,10 +128,11 @@ export async function collectMoments(
   let provider = 'cpu';
   let providerReason: string | undefined;
   try {
-    // The embeddings: hidden states [samples, length, width], kept for the whole pass.
+    // The embeddings: hidden states [samples, length, width], kept for the whole pass, in the
+    // graph's own activation type (float16 in fp16 and q4f16 files).
     const embeddingsStarted = performance.now();
     const residual = model.match.layers[0]!.input;
-    let hidden: Float32Array | undefined;
+    let hidden: HiddenStates | undefined;
     let width = 0;
     {
       const opened = await openEdited(embeddingPiece(model), device);
@@ -140,12 +141,12 @@ export async function collectMoments(
       try {
         for (const [k, batch] of batches.entries()) {
           const out = (await run(opened.session, pieceFeeds(opened.session, model, batch, {}), [residual], model, 'embeddings'))[residual]!;
-          const data = values(out, residual);
+          const data = activations(out, residual);
           if (!hidden) {
             width = data.length / (batch.batch * length);
-            hidden = new Float32Array(samples * length * width);
+            hidden = { type: out.type as HiddenStates['type'], data: out.type === 'float16' ? new Uint16Array(samples * length * width) : new Float32Array(samples * length * width) };
           }
-          hidden.set(data, starts[k]! * length * width);
+          hidden.data.set(data, starts[k]! * length * width);
         }
       } finally {
         await opened.release();
@@ -155,7 +156,7 @@ export async function collectMoments(
     options.onProgress?.(1, total);
 
     const layersStarted = performance.now();
-    let next: Float32Array = new Float32Array(hidden!.length);
+    let next: HiddenStates = { type: hidden!.type, data: hidden!.type === 'float16' ? new Uint16Array(hidden!.data.length) : new Float32Array(hidden!.data.length) };
     for (const [i, match] of model.match.layers.entries()) {
       const layer = model.graph.layers[i]!;
       const last = i === model.match.layers.length - 1;
@@ -178,9 +179,9 @@ export async function collectMoments(
         for (const [k, batch] of batches.entries()) {
           const offset = starts[k]! * length * width;
           const count = batch.batch * length * width;
-          const input = new ort.Tensor('float32', hidden!.subarray(offset, offset + count), [batch.batch, length, width]);
+          const input = new ort.Tensor(hidden!.type, hidden!.data.subarray(offset, offset + count), [batch.batch, length, width]);
           const outputs = await run(opened.session, pieceFeeds(opened.session, model, batch, { [match.input]: input }), fetches, model, `layer ${i}`);
-          if (!last) next.set(values(outputs[match.output], match.output, count), offset);
+          if (!last) next.data.set(activations(outputs[match.output], match.output, count), offset);
           const rows = batch.batch * length;
           for (const acc of [ffn, attention]) addBatch(acc, values(outputs[acc.gram], acc.gram, acc.dim * acc.dim), values(outputs[acc.sum], acc.sum, acc.dim), rows);
         }
@@ -221,6 +222,22 @@ function finish(acc: Accumulator, count: number): Moments {
     }
   }
   return { dim: n, count, second: acc.second, mean: acc.mean };
+}
+
+/** Hidden states between layers, as the graph carries them. */
+interface HiddenStates {
+  type: 'float32' | 'float16';
+  data: Float32Array | Uint16Array;
+}
+
+/** A residual-stream tensor's data (float32, or float16 as its raw bits). */
+function activations(tensor: ort.Tensor | undefined, name: string, length?: number): Float32Array | Uint16Array {
+  if (tensor?.type === 'float16') {
+    const data = tensor.data as Uint16Array;
+    if (length !== undefined && data.length !== length) throw new Error(`internal: calibration output ${name} has ${data.length} values, expected ${length}`);
+    return data;
+  }
+  return values(tensor, name, length);
 }
 
 function values(tensor: ort.Tensor | undefined, name: string, length?: number): Float32Array {
