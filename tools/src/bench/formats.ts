@@ -37,14 +37,20 @@ export interface FormatLatencyRow {
   provider: string;
 }
 
-/** A folder holding the model's config and tokenizer and only its `dtype` file (hard links, no copies). */
-function singleFormatFolder(source: string, dtype: ModelDtype, target: string): string {
+/**
+ * A folder holding the model's config and tokenizer and only its `dtype` file, with that file's
+ * external data when it has some (hard links, no copies).
+ */
+export function singleFormatFolder(source: string, dtype: ModelDtype, target: string): string {
   fs.mkdirSync(path.join(target, 'onnx'), { recursive: true });
   for (const file of fs.readdirSync(source)) {
     if (file === 'onnx') continue;
     fs.linkSync(path.join(source, file), path.join(target, file));
   }
-  fs.linkSync(path.join(source, 'onnx', DTYPE_FILES[dtype]), path.join(target, 'onnx', DTYPE_FILES[dtype]));
+  const name = DTYPE_FILES[dtype];
+  for (const file of fs.readdirSync(path.join(source, 'onnx'))) {
+    if (file === name || file.startsWith(`${name}_data`)) fs.linkSync(path.join(source, 'onnx', file), path.join(target, 'onnx', file));
+  }
   return target;
 }
 
