@@ -30,6 +30,15 @@ import {
 import { openSession, ort, type Device, type Provider } from '@zerolm/runtime';
 import { inverseSpd } from './dense';
 
+/**
+ * No memory arena: the matrices here are hundreds of MB each (a 5632 x 5632 float64 inverse is 254
+ * MB) and an arena keeps the largest set a session ever held until the session ends; without
+ * it each one goes back to the system when freed.
+ */
+const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { enableCpuMemArena: false };
+
+const EMPTY = new Float64Array(0);
+
 /** Matrices at most this wide are handled in TypeScript. */
 export const ORT_MIN_SIZE = 768;
 
@@ -82,14 +91,14 @@ export class OrtAlgebra {
 
   /** Opens the provider (CUDA first with `auto`), with the product graph. */
   static async open(device: Device = 'auto'): Promise<OrtAlgebra> {
-    const opened = await openSession(productGraph(), device);
+    const opened = await openSession(productGraph(), device, SESSION_OPTIONS);
     return new OrtAlgebra(device, opened.provider, opened.fallbackReason, opened.session);
   }
 
   private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
     let session = this.sessions.get(key);
     if (!session) {
-      session = openSession(build(), this.provider).then((o) => o.session);
+      session = openSession(build(), this.provider, SESSION_OPTIONS).then((o) => o.session);
       this.sessions.set(key, session);
     }
     return session;
@@ -116,8 +125,14 @@ export class OrtAlgebra {
     // Halves on a multiple of 64 (the TypeScript kernels' block).
     const m = Math.max(64, Math.round(n / 2 / 64) * 64);
     const q = n - m;
-    const ai = await this.inverseSpd(block(a, n, 0, m, 0, m), m, what);
-    const schur = await this.run('schur', schurGraph, { ai: f64(ai, [m, m]), b: f64(block(a, n, 0, m, m, n), [m, q]), d: f64(block(a, n, m, n, m, n), [q, q]) });
+    const top = block(a, n, 0, m, 0, m);
+    const right = block(a, n, 0, m, m, n);
+    const bottom = block(a, n, m, n, m, n);
+    // The blocks hold all that is read of `a` from here: drop this frame's reference so that a
+    // temporary argument (the regularized moment) can be freed during the recursion.
+    a = EMPTY;
+    const ai = await this.inverseSpd(top, m, what);
+    const schur = await this.run('schur', schurGraph, { ai: f64(ai, [m, m]), b: f64(right, [m, q]), d: f64(bottom, [q, q]) });
     const t = tensorData(schur['t'], 't');
     // S and the blocks below are symmetric up to rounding; only their lower triangles are read by the TypeScript Cholesky.
     const si = await this.inverseSpd(tensorData(schur['s'], 's'), q, what);
