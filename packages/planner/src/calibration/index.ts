@@ -4,3 +4,5 @@ export * from './statistics';
 export * from './obs';
 export * from './ablation';
 export { cholesky, inverseSpd, solveSpd } from './dense';
+export * from './text-sequences';
+export * from './masked-lm-sampling';
