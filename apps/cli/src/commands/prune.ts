@@ -1,4 +1,5 @@
 import {
+  CALIBRATION_SOURCES,
   CORRECTIONS,
   DEFAULT_CALIBRATION_LENGTH,
   DEFAULT_CALIBRATION_SAMPLES,
@@ -10,6 +11,7 @@ import {
   pruneSweep,
   SEARCH_METHODS,
   sweepFolderName,
+  type CalibrationSource,
   type CorrectionMethod,
   type PlanFile,
   type PlanPhase,
@@ -42,6 +44,8 @@ interface PruneArgs {
   seed: number;
   importance?: string;
   correction: CorrectionMethod;
+  calibration?: CalibrationSource;
+  calibrationText?: string;
   calibrationSamples: number;
   calibrationLength: number;
   measure: string;
@@ -103,10 +107,21 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
         describe: `after planning: refit refits the kept rows of each pruned o / down by least squares on the calibration statistics; none writes the sliced weights (${CORRECTIONS.join(', ')})`,
         coerce: oneOf('correction', CORRECTIONS),
       })
+      .option('calibration', {
+        type: 'string',
+        describe:
+          `where the calibration sequences come from (${CALIBRATION_SOURCES.join(', ')}): self-generated (default) samples them from the model itself ` +
+          '(decoders from BOS, fill-mask encoders from their masked-LM head; encoders without one fall back to uniform), text reads --calibration-text, uniform draws tokens uniformly',
+        coerce: oneOf('calibration', CALIBRATION_SOURCES),
+      })
+      .option('calibration-text', {
+        type: 'string',
+        describe: 'plain-text file to calibrate on (one document per line; tokenized by the model\'s tokenizer, cut into the calibration sequences at random, seeded); implies --calibration text',
+      })
       .option('calibration-samples', {
         type: 'number',
         default: DEFAULT_CALIBRATION_SAMPLES,
-        describe: 'sequences the model generates itself for the calibration statistics (self-generated importance, refit)',
+        describe: 'calibration sequences for the statistics (model-run importance rules, refit)',
         coerce: positiveInteger('calibration-samples'),
       })
       .option('calibration-length', {
@@ -139,6 +154,10 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
         if (!args.out && !args.planOnly) throw new UsageError('name the output folder with --out (or ask for --plan-only)');
         if (args.sweep !== undefined && args.planOnly) throw new UsageError('--sweep writes and compares variants: it cannot be --plan-only');
         if (args.plot !== undefined && args.sweep === undefined) throw new UsageError('--plot goes with --sweep (use zerolm compare --plot otherwise)');
+        if (args.calibration === 'text' && args.calibrationText === undefined) throw new UsageError('--calibration text needs --calibration-text FILE');
+        if (args.calibrationText !== undefined && args.calibration !== undefined && args.calibration !== 'text') {
+          throw new UsageError(`--calibration-text goes with --calibration text (got --calibration ${args.calibration})`);
+        }
         return true;
       }) as never,
   handler: async (args) => {
@@ -150,7 +169,12 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       ...(args.maxLatencyMs !== undefined ? { maxLatencyMs: args.maxLatencyMs } : {}),
       ...(args.importance !== undefined ? { importance: args.importance } : {}),
       correction: args.correction,
-      calibration: { samples: args.calibrationSamples, length: args.calibrationLength },
+      calibration: {
+        samples: args.calibrationSamples,
+        length: args.calibrationLength,
+        ...(args.calibration !== undefined ? { source: args.calibration } : {}),
+        ...(args.calibrationText !== undefined ? { source: 'text' as const, text: args.calibrationText } : {}),
+      },
       seqLen: args.seqLen,
       granularity: args.granularity,
       roundTo: args.roundTo,
@@ -190,6 +214,12 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
     process.stdout.write(args.json ? `${JSON.stringify({ ...result.planFile, out: result.export?.outDir, files: result.export?.files })}\n` : `${renderPrune(result)}\n`);
   },
 };
+
+/** One line: the calibration's source, size and how its sequences were made (and the text file, or why it fell back). */
+function describeCalibration(c: NonNullable<PlanFile['calibration']>): string {
+  const text = c.text ? `: ${c.text.file} (sha256 ${c.text.sha256.slice(0, 12)}..., ${formatCount(c.text.tokensUsed)} of its ${formatCount(c.text.fileTokens)} tokens)` : '';
+  return `calibration ${c.source}${text}, ${c.samples} x ${c.length} tokens, seed ${c.seed}: ${c.sequences}${c.fallback ? ` (${c.fallback})` : ''}`;
+}
 
 /** The rule and, for model rules, how attention units and FFN neurons were ranked. */
 function describeImportance(p: PlanFile): string {
@@ -235,7 +265,7 @@ export function renderPrune(result: PruneResult): string {
     `Attention+FFN parameters ${formatCount(p.params.before)} -> ${formatCount(p.params.after)} (${pct(p.params.after, p.params.before)}), FLOPs/token ${formatCount(p.flops.before)} -> ${formatCount(p.flops.after)}`,
     `ZeroLM score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)} (measure ${p.measure}, alpha ${p.alpha}${p.variant === 'log' ? ', log' : ''})`,
     `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
-    ...(p.calibration ? [`calibration: ${p.calibration.samples} x ${p.calibration.length} tokens, seed ${p.calibration.seed}, ${p.calibration.sequences}`] : []),
+    ...(p.calibration ? [describeCalibration(p.calibration)] : []),
     `correction ${p.correction.method}${p.correction.matrices !== undefined ? ` (${p.correction.matrices} matrices refitted)` : ''}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
     '',
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
