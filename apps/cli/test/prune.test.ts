@@ -42,7 +42,7 @@ describe('zerolm prune', () => {
     expect(result.stdout).toMatch(/calibration self-generated, 8 x 16 tokens, seed 0: sampled from the model itself starting at its BOS token/);
     expect(result.stdout).toMatch(/correction refit \(\d+ matrices refitted\)/);
     const help = runCli(['prune', '--help']).stdout;
-    expect(help).toMatch(/--importance +which units to keep inside a layer: magnitude, random, self-generated/);
+    expect(help).toMatch(/--importance +which units to keep inside a layer: magnitude, random, self-generated, wanda-sp,\s+flap/);
     expect(help).toMatch(/--correction/);
   });
 
@@ -104,10 +104,10 @@ describe('zerolm prune', () => {
     [['--target-params', '0'], /--target-params must be a fraction/],
     [[], /give a budget/],
     [['--target-params', '0.5', '--granularity', 'heads,wings'], /granularity/],
-    [['--target-params', '0.5', '--search', 'annealing'], /--search must be one of evolutionary, greedy/],
+    [['--target-params', '0.5', '--search', 'annealing'], /--search must be one of evolutionary, greedy, uniform, global/],
     [['--sweep', '0.9,1.5'], /--sweep takes fractions in \(0, 1\)/],
-    [['--target-params', '0.5', '--correction', 'lsq'], /--correction must be one of refit, none/],
-    [['--target-params', '0.5', '--importance', 'taylor'], /--importance must be one of magnitude, random, self-generated/],
+    [['--target-params', '0.5', '--correction', 'lsq'], /--correction must be one of refit, bias, none/],
+    [['--target-params', '0.5', '--importance', 'taylor'], /--importance must be one of magnitude, random, self-generated, wanda-sp, flap/],
     [['--target-params', '0.5', '--calibration', 'books'], /--calibration must be one of self-generated, text, uniform/],
     [['--target-params', '0.5', '--calibration', 'text'], /--calibration text needs --calibration-text FILE/],
     [['--target-params', '0.5', '--calibration', 'uniform', '--calibration-text', 'x.txt'], /--calibration-text goes with --calibration text \(got --calibration uniform\)/],

@@ -18,10 +18,10 @@
  */
 import { hasPrunableHeads, keptIndices, type Layer, type LayerPlan, type PrunePlan, type WeightMatrix } from '@zerolm/core';
 import { multiplyResult, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
-import { makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
+import { DataType, makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
 import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
-import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
+import { newBias, overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
@@ -120,7 +120,7 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
       if (zeroPoint) zeroPoint = gatherVector(zeroPoint, baseDir, channels, indices, q.zeroPoint!) ?? zeroPoint;
     }
   }
-  if (override) {
+  if (override?.override.values) {
     const quantization = q ? { scale: scale ?? editor.index.constantTensor(q.scale)!, ...(q.zeroPoint ? { zeroPoint: zeroPoint ?? editor.index.constantTensor(q.zeroPoint)! } : {}), ...(q.axis === undefined ? {} : { axis: q.axis }) } : undefined;
     tensor = overriddenWeight(tensor, w, override.override.values, override.rows, override.cols, baseDir, quantization);
   }
@@ -137,7 +137,26 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
   if (m.bias && override?.override.bias) {
     if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
     editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
+  } else if (override?.override.bias) {
+    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and a bias added`);
+    addBias(editor, m, override.override.bias, where);
   }
+}
+
+/** Adds `values` after a multiply that has no bias: a new tensor and an `Add` its readers read instead. */
+function addBias(editor: GraphEditor, m: WeightMultiply, values: ArrayLike<number>, where: string): void {
+  const producer = editor.index.producer(m.output);
+  if (!producer) throw new Error(`internal: nothing produces the output '${m.output}' of ${where}`);
+  if (editor.index.isGraphOutput(m.output)) throw new Error(`${where}: its output '${m.output}' is a graph output, so no bias can follow it`);
+  // The multiply computes in the weight's float type when the weight is stored as a float.
+  const stored = editor.index.constantTensor(m.weight.dataName)?.dataType ?? DataType.FLOAT;
+  const type = m.weight.quantization === undefined && (stored === DataType.FLOAT16 || stored === DataType.BFLOAT16) ? stored : DataType.FLOAT;
+  const scope = (producer.name ?? m.output).replace(/\/[^/]*$/, '');
+  const bias = editor.freshName(`${scope}/zerolm_bias`);
+  editor.addInitializer(newBias(bias, values, type));
+  const sum = editor.freshName(`${m.output}_biased`);
+  for (const reader of editor.index.consumers(m.output)) editor.renameInput(reader, m.output, sum);
+  editor.insert(makeNode('Add', [m.output, bias], [sum], {}, { name: editor.freshName(`${scope}/zerolm_bias/Add`) }), producer, 'after');
 }
 
 function opsetOf(model: ModelProto): number {

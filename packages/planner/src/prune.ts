@@ -22,6 +22,7 @@ import {
   type CorrectionMethod,
   type CorrectionSummary,
 } from './correction/refit';
+import { biasOverrides } from './correction/bias';
 import type { ImportanceDetails } from './scoring/importance';
 import { DEFAULT_PRUNE_MEASURE, planPrune, type PlanOptions, type PlanResult } from './search/plan';
 
@@ -36,7 +37,9 @@ export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {
   latencyRuns?: number;
   /**
    * After planning: `refit` (default) refits the kept rows of every pruned `o` and `down` by least
-   * squares on the calibration moments (and their output biases); `none` writes the sliced weights.
+   * squares on the calibration moments (and their output biases); `bias` keeps the sliced weights
+   * and adds the removed channels' mean output to the output bias (FLAP's bias compensation);
+   * `none` writes the sliced weights.
    */
   correction?: CorrectionMethod;
 }
@@ -217,7 +220,7 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   const correctionStarted = performance.now();
   let applied: AppliedCorrection | undefined;
   let result = searched;
-  if (correction === 'refit') {
+  if (correction !== 'none') {
     // The same calibration the importance rule used (cached), or a new one for weight rules.
     options.onProgress?.(0, 1, 'calibration');
     const calibration = await calibrate(model, {
@@ -226,9 +229,10 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
       device: options.device ?? 'auto',
       ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!(done, total, 'calibration') } : {}),
     });
-    const overrides = refitOverrides(model, searched.plan, calibration);
-    applied = { summary: correctionSummary('refit', overrides), overrides, calibration: calibration.summary };
-    if (overrides.length > 0) {
+    const overrides = correction === 'refit' ? refitOverrides(model, searched.plan, calibration) : biasOverrides(model, searched.plan, calibration);
+    applied = { summary: correctionSummary(correction, overrides, model), overrides, calibration: calibration.summary };
+    // Bias-only overrides leave the matrices, and so the score, as searched.
+    if (overrides.some((o) => o.values !== undefined)) {
       const after = scoreReport(correctedGraph(model.graph, searched.plan, overrides), { measure: searched.measure, alpha: searched.alpha, variant: searched.variant }).score;
       result = { ...searched, score: { ...searched.score, after } };
     }

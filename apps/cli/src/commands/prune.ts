@@ -92,7 +92,12 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       .option('max-latency-ms', { type: 'number', describe: 'also keep the measured onnxruntime latency (batch 1, --seq-len tokens) under this (slower: candidates are exported and timed)' })
       .option('granularity', { type: 'string', default: 'heads,ffn', describe: 'units the search may cut: any of heads, ffn, layers' })
       .option('round-to', { type: 'number', default: 8, describe: 'kept FFN widths are multiples of this (the full width is always allowed)', coerce: positiveInteger('round-to') })
-      .option('search', { type: 'string', default: 'evolutionary', describe: `search: ${SEARCH_METHODS.join(', ')}`, coerce: oneOf('search', SEARCH_METHODS) })
+      .option('search', {
+        type: 'string',
+        default: 'evolutionary',
+        describe: `search: ${SEARCH_METHODS.join(', ')} (uniform: the same fraction in every layer; global: the best units of the whole model, for an importance whose scores compare across layers, flap)`,
+        coerce: oneOf('search', SEARCH_METHODS),
+      })
       .option('evals', { type: 'number', default: 2000, describe: 'candidates the evolutionary search evaluates', coerce: positiveInteger('evals') })
       .option('device', { type: 'string', default: 'auto', describe: `onnxruntime provider for scoring (${DEVICES.join(', ')}): auto tries CUDA, then CPU`, coerce: oneOf('device', DEVICES) })
       .option('seed', { type: 'number', default: 0, describe: 'seed of the search (and of random importance)', coerce: positiveInteger('seed', 0) })
@@ -104,7 +109,7 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       .option('correction', {
         type: 'string',
         default: DEFAULT_CORRECTION,
-        describe: `after planning: refit refits the kept rows of each pruned o / down by least squares on the calibration statistics; none writes the sliced weights (${CORRECTIONS.join(', ')})`,
+        describe: `after planning: refit refits the kept rows of each pruned o / down by least squares on the calibration statistics; bias adds the removed channels' mean output to its output bias (FLAP's bias compensation); none writes the sliced weights (${CORRECTIONS.join(', ')})`,
         coerce: oneOf('correction', CORRECTIONS),
       })
       .option('calibration', {
@@ -221,6 +226,13 @@ function describeCalibration(c: NonNullable<PlanFile['calibration']>): string {
   return `calibration ${c.source}${text}, ${c.samples} x ${c.length} tokens, seed ${c.seed}: ${c.sequences}${c.fallback ? ` (${c.fallback})` : ''}`;
 }
 
+/** What the correction changed, in parentheses. */
+function describeCorrection(c: PlanFile['correction']): string {
+  if (c.method === 'refit') return ` (${c.matrices ?? 0} matrices refitted)`;
+  if (c.method === 'bias') return ` (${c.biases ?? 0} output biases compensated${c.addedBiases ? `, ${c.addedBiases} of them added` : ''})`;
+  return '';
+}
+
 /** The rule and, for model rules, how attention units and FFN neurons were ranked. */
 function describeImportance(p: PlanFile): string {
   const parts: string[] = [];
@@ -266,7 +278,7 @@ export function renderPrune(result: PruneResult): string {
     `ZeroLM score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)} (measure ${p.measure}, alpha ${p.alpha}${p.variant === 'log' ? ', log' : ''})`,
     `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
     ...(p.calibration ? [describeCalibration(p.calibration)] : []),
-    `correction ${p.correction.method}${p.correction.matrices !== undefined ? ` (${p.correction.matrices} matrices refitted)` : ''}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
+    `correction ${p.correction.method}${describeCorrection(p.correction)}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
     '',
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
   ];

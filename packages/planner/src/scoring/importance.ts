@@ -51,6 +51,11 @@ export interface ImportanceDetails {
 export interface PreparedImportance {
   /** One score per unit of `kind` in `layer` (a layer of `context.graph`), as `importance` returns. */
   scores(layer: Layer, kind: UnitKind): Float64Array;
+  /**
+   * The scores compare across layers and between heads and neurons (not only within a layer), so
+   * `search: 'global'` may keep the best units of the whole model by them.
+   */
+  comparable?: boolean;
   details?: ImportanceDetails;
 }
 
@@ -132,4 +137,4 @@ export const randomImportance: WeightImportance = {
 
 registerImportance(magnitudeImportance);
 registerImportance(randomImportance);
-// `self-generated` registers itself in self-generated.ts (it needs the calibration code).
+// `self-generated`, `wanda-sp` and `flap` register themselves in their own files (they need the calibration code).
