@@ -20,7 +20,7 @@ const USAGE =
   'usage: cli.js (--family F --layers N --hidden N --heads N --ffn N --vocab N | --fixture NAME | --benchmark NAME) --out DIR ' +
   '[--kv-heads N] [--head-dim N] [--seed N] [--max-positions N] [--layer-heads a,b] [--layer-kv-heads a,b] [--layer-ffn a,b] ' +
   '[--plant-head L:H] [--plant-kv-group L:G] [--plant-neuron L:N] [--embedding-size N] [--tie-word-embeddings true|false] ' +
-  '[--opset 14..17] [--init-std X] [--variants q8,fp16] | --ensure | --list';
+  '[--opset 14..17] [--init-std X] [--variants q8,fp16] [--external-data] | --ensure | --list';
 
 const OPTIONS = {
   family: { type: 'string' },
@@ -44,6 +44,7 @@ const OPTIONS = {
   opset: { type: 'string' },
   'init-std': { type: 'string' },
   variants: { type: 'string' },
+  'external-data': { type: 'boolean' },
   fixture: { type: 'string' },
   benchmark: { type: 'string' },
   out: { type: 'string' },
@@ -154,6 +155,7 @@ export function runCli(argv: readonly string[], io: CliIo = { out: console.log, 
     } else {
       spec = specFromFlags(values);
     }
+    if (values['external-data']) spec = { ...spec, externalData: true };
     const started = Date.now();
     const result = generateModel(spec, values.out);
     const total = Object.values(result.files).reduce((a, b) => a + b, 0);

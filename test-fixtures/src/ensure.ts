@@ -30,6 +30,7 @@ function expectedFiles(spec: ModelSpec): string[] {
   const files = ['config.json', 'tokenizer.json', 'tokenizer_config.json', VARIANT_FILES.fp32];
   if (!isEncoder(spec.family)) files.push('generation_config.json');
   for (const variant of spec.variants ?? []) files.push(VARIANT_FILES[variant]);
+  if (spec.externalData) files.push(...files.filter((f) => f.endsWith('.onnx')).map((f) => `${f}_data`));
   return files;
 }
 

@@ -16,7 +16,9 @@ const transformers = require('@huggingface/transformers');
 const { pipeline, env } = transformers;
 
 const names = Object.keys(DEFAULT_FIXTURES) as FixtureName[];
-const encoders = names.filter((n) => isEncoder(DEFAULT_FIXTURES[n].family));
+const taskOf = (n: FixtureName) => resolveSpec(DEFAULT_FIXTURES[n]).task;
+const encoders = names.filter((n) => isEncoder(DEFAULT_FIXTURES[n].family) && taskOf(n) === 'feature-extraction');
+const fillMask = names.filter((n) => taskOf(n) === 'fill-mask');
 const decoders = names.filter((n) => !isEncoder(DEFAULT_FIXTURES[n].family));
 const EOS = 3;
 const PROMPT = 'the keeper of the library';
@@ -58,6 +60,32 @@ describe.each(encoders)('%s (feature-extraction)', (name) => {
     for (let i = 0; i < expected.length; i++) maxDiff = Math.max(maxDiff, Math.abs((output.data[i] as number) - (expected[i] as number)));
     expect(maxDiff).toBeLessThan(1e-5);
     await extractor.dispose();
+  });
+});
+
+describe.each(fillMask)('%s (fill-mask)', (name) => {
+  test('fp32 loads, and its scores are the softmax of a direct onnxruntime run at the mask', async () => {
+    const fill = await pipeline('fill-mask', name, { dtype: 'fp32' });
+    const text = 'the stranger found the [MASK] on the north hill';
+    const predictions: { token: number; score: number }[] = await fill(text, { top_k: 5 });
+    const ids: number[] = Array.from(fill.tokenizer(text).input_ids.data as BigInt64Array, Number);
+    const session = await ort.InferenceSession.create(`${fixturePath(name)}/onnx/model.onnx`);
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: int64(ids, [1, ids.length]),
+      attention_mask: int64(ids.map(() => 1), [1, ids.length]),
+    };
+    if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = int64(ids.map(() => 0), [1, ids.length]);
+    const logits = (await session.run(feeds)).logits as ort.Tensor;
+    const vocab = logits.dims[2] as number;
+    const at = ids.indexOf(fill.tokenizer.mask_token_id);
+    const row = Array.from((logits.data as Float32Array).subarray(at * vocab, (at + 1) * vocab));
+    const max = Math.max(...row);
+    const sum = row.reduce((a, v) => a + Math.exp(v - max), 0);
+    expect(predictions).toHaveLength(5);
+    for (const p of predictions) expect(Math.abs(p.score - Math.exp(row[p.token]! - max) / sum)).toBeLessThan(1e-5);
+    expect(predictions[0]!.token).toBe(row.indexOf(max));
+    await fill.dispose();
+    await session.release();
   });
 });
 

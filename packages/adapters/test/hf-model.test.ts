@@ -15,8 +15,9 @@ const FAMILY_OF: Record<string, string> = {
 /**
  * An independent, name-free count of the Attention and FFN parameters stored in an ONNX file:
  * every constant right operand of a MatMul/Gemm plus the constant bias added to its result,
- * except the multiply that produces the logits (the LM head) and ELECTRA's embedding projection
- * (the one multiply outside the layers, recognised by its node name in this test only).
+ * except the multiply that produces the logits (the LM head), the masked-LM head's and ELECTRA's
+ * embedding projection (multiplies outside the layers, recognised by their node names in this
+ * test only).
  */
 function moduleInitializerSizes(file: string): number {
   const { model } = loadModel(file);
@@ -24,7 +25,7 @@ function moduleInitializerSizes(file: string): number {
   let total = 0;
   for (const node of model.graph!.node) {
     if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
-    if (node.name?.startsWith('/embeddings_project/')) continue;
+    if (node.name?.startsWith('/embeddings_project/') || node.name?.startsWith('/cls/') || node.name?.startsWith('/lm_head/')) continue;
     const weight = resolveMatMulWeight(index, node, 1);
     if (!weight || weight.shape.length !== 2) continue;
     const out = node.output[0]!;

@@ -57,7 +57,9 @@ export interface DecoderFidelity {
 
 export interface EncoderFidelity {
   readonly kind: 'encoder';
-  /** Mean cosine similarity of `last_hidden_state` rows, over all tokens (the reference: 1). */
+  /** The output compared: `last_hidden_state`, or `logits` for fill-mask exports without it. */
+  readonly output: string;
+  /** Mean cosine similarity of the output's rows, over all tokens (the reference: 1). */
   readonly tokenCosine: number;
   /** Mean cosine similarity of mean-pooled sequence embeddings (the reference: 1). */
   readonly sentenceCosine: number;
@@ -219,6 +221,9 @@ async function encoderFidelity(
   progress: () => void,
 ): Promise<EncoderFidelity[]> {
   const agreement = runners.map(() => new EmbeddingAgreement());
+  const output = runners[0]!.outputName;
+  const other = runners.find((r) => r.outputName !== output);
+  if (other) throw new Error(`${other.file} is compared on its "${other.outputName}", the reference on its "${output}": the folders export different tasks`);
   for (let first = 0; first < sequences.length; first += batch) {
     const group = sequences.slice(first, first + batch);
     const seqLen = Math.max(...group.map((s) => s.length));
@@ -250,6 +255,7 @@ async function encoderFidelity(
   const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
   return runners.map((_, m) => ({
     kind: 'encoder' as const,
+    output,
     tokenCosine: m === 0 ? 1 : agreement[m]!.tokenCosine,
     sentenceCosine: m === 0 ? 1 : agreement[m]!.sentenceCosine,
     tokens,

@@ -98,6 +98,19 @@ export interface Layer {
   readonly ffn: FfnModule;
 }
 
+/**
+ * A task head after the last layer (LM head, masked-LM head, pooler, classifier): not a layer,
+ * never pruned, its parameters counted apart (they are part of `otherParams`).
+ */
+export interface TaskHead {
+  /** `lm`, `masked-lm`, `pooler`, `classifier`, or `other`. */
+  readonly kind: string;
+  /** Parameters only the head holds (weights, biases, its norms). */
+  readonly params: number;
+  /** Its weight matrices, in order (`y = x W`). */
+  readonly matrices: readonly { readonly name: string; readonly rows: number; readonly cols: number }[];
+}
+
 export interface ModuleGraph {
   /** A human-readable name (model folder, architecture id). */
   readonly name: string;
@@ -111,6 +124,8 @@ export interface ModuleGraph {
    * source counts them. `undefined` when unknown.
    */
   readonly otherParams?: number;
+  /** Task heads after the last layer, when the source tells them apart. */
+  readonly heads?: readonly TaskHead[];
 }
 
 export function matrixParams(m: { rows: number; cols: number }): number {
@@ -129,6 +144,8 @@ export interface ParamCounts {
   ffn: number;
   /** attention + ffn */
   modules: number;
+  /** Parameters of the task heads after the last layer (part of total), when the graph lists its heads. */
+  heads?: number;
   /** modules + otherParams, when otherParams is known */
   total?: number;
 }
@@ -141,7 +158,8 @@ export function countParams(graph: ModuleGraph): ParamCounts {
     ffn += moduleParams(layer.ffn);
   }
   const modules = attention + ffn;
-  return graph.otherParams === undefined
-    ? { attention, ffn, modules }
-    : { attention, ffn, modules, total: modules + graph.otherParams };
+  const counts: ParamCounts = { attention, ffn, modules };
+  if (graph.heads && graph.heads.length > 0) counts.heads = graph.heads.reduce((sum, h) => sum + h.params, 0);
+  if (graph.otherParams !== undefined) counts.total = modules + graph.otherParams;
+  return counts;
 }

@@ -197,6 +197,7 @@ export function prunedGraph(graph: ModuleGraph, plan: PrunePlan): ModuleGraph {
     layers.push({ index: layers.length, attention, ffn });
   });
   // A dropped layer takes its norms with it, which the module graph cannot count.
+  // Task heads are never pruned: the pruned graph keeps them as they are.
   const { otherParams, ...rest } = graph;
   return layers.length === graph.layers.length && otherParams !== undefined ? { ...rest, otherParams, layers } : { ...rest, layers };
 }

@@ -8,13 +8,14 @@
  */
 import { countParams, prunedGraph, validatePlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
 import { DTYPE_FILES, loadHfModel, type HfModel, type ModelDtype } from '@zerolm/adapters';
-import { isExternalTensor, saveModel } from '@zerolm/onnx';
+import { externalDataLocations, saveModel, standardExternalData } from '@zerolm/onnx';
 import * as fs from 'fs';
 import * as path from 'path';
 import { prunedConfig, type PrunedLayerEntry } from './config';
 import { resolveOverrides, type WeightOverride } from './overrides';
 import { keptShape, pruneOnnxModel } from './prune-onnx';
 import { smokeRun } from './verify';
+import { transformersJsConfig, type WrittenOnnxFile } from './tjs-config';
 
 export interface ExportOptions {
   /** Replace a non-empty output folder (only once the new one is complete). */
@@ -50,6 +51,8 @@ export interface ExportResult {
   readonly outDir: string;
   /** Files written, relative to `outDir`, sorted. */
   readonly files: string[];
+  /** The ONNX files written, with their dtype, size and external data. */
+  readonly onnxFiles: WrittenOnnxFile[];
   /** Files of the source's `onnx/` folder that were not exported (transformers.js loads only `model.onnx`, `model_quantized.onnx` and `model_fp16.onnx` under these dtypes). */
   readonly skipped: string[];
   /** Attention + FFN parameters of the module graph before and after. */
@@ -138,15 +141,9 @@ function temporaryName(target: string, kind: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.zerolm-${kind}-${process.pid}-${random}`);
 }
 
-/** External data files the model references (they belong to it, not to the skipped files). */
+/** External data files the model references, relative to the model folder (they belong to it, not to the skipped files). */
 function externalLocations(hf: HfModel): string[] {
-  const locations = new Set<string>();
-  for (const t of hf.onnx.model.graph?.initializer ?? []) {
-    if (!isExternalTensor(t)) continue;
-    const location = t.externalData.find((e) => e.key === 'location')?.value;
-    if (location) locations.add(path.posix.normalize(`onnx/${location}`));
-  }
-  return [...locations];
+  return externalDataLocations(hf.onnx.model).map((location) => path.posix.normalize(`onnx/${location}`));
 }
 
 /**
@@ -235,6 +232,27 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
       fs.mkdirSync(path.dirname(target), { recursive: true });
       fs.copyFileSync(path.join(input, ...file.split('/')), target);
     }
+    fs.mkdirSync(path.join(temp, 'onnx'));
+    const onnxFiles: WrittenOnnxFile[] = [];
+    for (const dtype of dtypes) {
+      // Loaded afresh: pruning edits the in-memory model.
+      const hf = dtype === ref.dtype ? ref : loadHfModel(input, { dtype });
+      const name = DTYPE_FILES[dtype];
+      skipped.delete(`onnx/${name}`);
+      const external = externalLocations(hf);
+      external.forEach((f) => skipped.delete(f));
+      const model = pruneOnnxModel(hf, plan, options.overrides ?? []);
+      const target = path.join(temp, 'onnx', name);
+      // External data as the source had it, or wherever the file would pass the 2 GiB protobuf limit.
+      const saved = saveModel(model, target, { sourceDir: hf.onnx.baseDir, externalData: external.length > 0 ? standardExternalData(target) : 'auto' });
+      onnxFiles.push({
+        dtype,
+        file: `onnx/${name}`,
+        bytes: saved.bytes,
+        ...(saved.externalData ? { externalData: { file: `onnx/${saved.externalData.location}`, bytes: saved.externalData.bytes } } : {}),
+      });
+    }
+
     const config = prunedConfig({
       raw: ref.config.raw,
       modelType: ref.config.modelType,
@@ -244,22 +262,10 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
       source: input,
       ...(options.zerolm ? { extra: options.zerolm } : {}),
     });
+    const tjs = transformersJsConfig(ref.config.raw['transformers.js_config'], onnxFiles);
+    if (tjs) config['transformers.js_config'] = tjs;
+    else delete config['transformers.js_config'];
     fs.writeFileSync(path.join(temp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-
-    fs.mkdirSync(path.join(temp, 'onnx'));
-    for (const dtype of dtypes) {
-      // Loaded afresh: pruning edits the in-memory model.
-      const hf = dtype === ref.dtype ? ref : loadHfModel(input, { dtype });
-      const name = DTYPE_FILES[dtype];
-      skipped.delete(`onnx/${name}`);
-      const external = externalLocations(hf);
-      external.forEach((f) => skipped.delete(f));
-      const model = pruneOnnxModel(hf, plan, options.overrides ?? []);
-      saveModel(model, path.join(temp, 'onnx', name), {
-        sourceDir: hf.onnx.baseDir,
-        ...(external.length > 0 ? { externalData: { location: `${name}_data` } } : {}),
-      });
-    }
 
     for (const [name, content] of Object.entries(extraFiles)) {
       const target = path.join(temp, ...path.posix.normalize(name.split(path.sep).join('/')).split('/'));
@@ -284,7 +290,7 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
 
     const files = listFiles(temp);
     moveIntoPlace(temp, output);
-    return { outDir: output, files, skipped: [...skipped].sort(), params, layers };
+    return { outDir: output, files, onnxFiles, skipped: [...skipped].sort(), params, layers };
   } catch (error) {
     fs.rmSync(temp, { recursive: true, force: true });
     if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });

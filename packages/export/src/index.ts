@@ -3,3 +3,4 @@ export { exportPrunedModel, type ExportOptions, type ExportResult, type Exported
 export { pruneOnnxModel, keptShape, type KeptShape } from './prune-onnx';
 export { prunedConfig, type PrunedConfigInput, type PrunedLayerEntry } from './config';
 export { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type StoredQuantization, type WeightOverride } from './overrides';
+export { transformersJsConfig, type WrittenOnnxFile } from './tjs-config';

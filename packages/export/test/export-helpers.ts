@@ -73,7 +73,7 @@ export function nonUniformPlan(graph: ModuleGraph): PrunePlan {
 }
 
 /** A transformers.js pipeline for the model folder `dir` (any folder: the local path is set per call). */
-export async function loadPipeline(task: 'feature-extraction' | 'text-generation', dir: string, dtype: ModelDtype = 'fp32') {
+export async function loadPipeline(task: 'feature-extraction' | 'text-generation' | 'fill-mask', dir: string, dtype: ModelDtype = 'fp32') {
   const { env, pipeline } = transformers;
   env.allowRemoteModels = false;
   env.allowLocalModels = true;
@@ -238,12 +238,13 @@ export function writeMaskedReference(sourceDir: string, plan: PrunePlan, outDir:
 export { loadHfModel };
 
 /** The plan removing every planted unit that is a whole unit (a key-value group, or a head without GQA, or a neuron). */
-export function plantedPlan(name: 'bert-planted' | 'gpt2-planted' | 'llama-planted') {
-  const source = loadHfModel(fixturePath(name));
+export function plantedPlan(name: keyof typeof DEFAULT_FIXTURES, dir = fixturePath(name)) {
+  const source = loadHfModel(dir);
   const choices: Record<number, LayerChoice> = {};
   const gqa = source.graph.layers.some((l) => l.attention.kvHeads !== l.attention.heads);
   source.graph.layers.forEach((layer, i) => {
-    const units = DEFAULT_FIXTURES[name].planted.filter((u) => u.layer === i) as PlantedUnit[];
+    const spec = DEFAULT_FIXTURES[name] as { planted?: readonly PlantedUnit[] };
+    const units = (spec.planted ?? []).filter((u) => u.layer === i);
     const groups = new Set(units.flatMap((u) => ('kvGroup' in u ? [u.kvGroup] : 'head' in u && !gqa ? [u.head] : [])));
     const neurons = new Set(units.flatMap((u) => ('neuron' in u ? [u.neuron] : [])));
     choices[i] = {

@@ -78,8 +78,65 @@ export interface SaveModelOptions {
    * only when the model being saved references external data.
    */
   sourceDir?: string;
-  /** Store large initializers of the main graph in an external data file. */
-  externalData?: boolean | ExternalDataOptions;
+  /**
+   * Store large initializers of the main graph in an external data file. `'auto'`: only when the
+   * file would otherwise reach `autoLimit` bytes, then in the layout `onnx.save` writes
+   * (`standardExternalData`).
+   */
+  externalData?: boolean | ExternalDataOptions | 'auto';
+  /** With `externalData: 'auto'`: the file size from which data goes external. Default `MAX_PROTOBUF_BYTES`. */
+  autoLimit?: number;
+}
+
+/** What `saveModel` wrote. */
+export interface SavedModel {
+  /** Size of the `.onnx` file. */
+  readonly bytes: number;
+  /** The external data file (relative to the model's folder) and its size, when one was written. */
+  readonly externalData?: { readonly location: string; readonly bytes: number };
+}
+
+/**
+ * The largest ONNX protobuf (`onnx.checker.MAXIMUM_PROTOBUF`, 2 GiB): a bigger model must keep
+ * its weights in external data.
+ */
+export const MAX_PROTOBUF_BYTES = 2 ** 31;
+
+/**
+ * The external data layout of `onnx.save(..., save_as_external_data=True,
+ * all_tensors_to_one_file=True, location=<file>_data)`, which transformers.js's conversion
+ * scripts and optimum write: one file `<model file name>_data` next to the model, every tensor
+ * of at least 1024 bytes appended in order without padding.
+ */
+export function standardExternalData(modelFile: string): Required<ExternalDataOptions> {
+  return { location: `${path.basename(modelFile)}_data`, sizeThreshold: 1024, alignment: 1 };
+}
+
+/** The external data files the main graph's initializers reference (`location`s, in first-use order). */
+export function externalDataLocations(model: ModelProto): string[] {
+  const locations = new Set<string>();
+  for (const tensor of model.graph?.initializer ?? []) {
+    if (!isExternalTensor(tensor)) continue;
+    const location = tensor.externalData.find((e) => e.key === 'location')?.value;
+    if (location) locations.add(location);
+  }
+  return [...locations];
+}
+
+/**
+ * An upper bound (by at most 16 bytes per initializer) of the size of `model` encoded with every
+ * initializer inline, computed without encoding tensor data: what decides whether it fits a
+ * protobuf file.
+ */
+export function inlineModelSize(model: ModelProto): number {
+  const graph = model.graph;
+  if (!graph) return encodeModel(model).byteLength;
+  let data = 0;
+  const stripped = graph.initializer.map((tensor) => {
+    data += (rawByteLength(tensor) ?? 0) + 16;
+    return withoutData(tensor);
+  });
+  return encodeModel({ ...model, graph: { ...graph, initializer: stripped } }).byteLength + data;
 }
 
 function temporaryPath(target: string): string {
@@ -131,12 +188,21 @@ function withoutData(tensor: TensorProto): TensorProto {
  * Writes `model` to `file` atomically. With `externalData`, initializers of at least
  * `sizeThreshold` bytes are streamed one by one into the data file next to the model (itself
  * written atomically first); tensors already external are copied from `sourceDir`. Without it,
- * external tensors are read back into `rawData`. The caller's model object is not modified.
+ * external tensors are read back into `rawData`; with `'auto'`, they are unless the file would
+ * pass 2 GiB. The caller's model object is not modified.
  */
-export function saveModel(model: ModelProto, file: string, options: SaveModelOptions = {}): void {
+export function saveModel(model: ModelProto, file: string, options: SaveModelOptions = {}): SavedModel {
   const target = path.resolve(file);
   const dir = path.dirname(target);
-  const external = options.externalData === true ? {} : options.externalData || undefined;
+  const external =
+    options.externalData === 'auto'
+      ? inlineModelSize(model) >= (options.autoLimit ?? MAX_PROTOBUF_BYTES)
+        ? standardExternalData(target)
+        : undefined
+      : options.externalData === true
+        ? {}
+        : options.externalData || undefined;
+  let dataWritten: { location: string; bytes: number } | undefined;
   const graph = model.graph;
   const temporaries: string[] = [];
   try {
@@ -176,6 +242,7 @@ export function saveModel(model: ModelProto, file: string, options: SaveModelOpt
           return moved;
         });
         fs.fsyncSync(fd);
+        dataWritten = { location, bytes: fs.fstatSync(fd).size };
       } finally {
         fs.closeSync(fd);
       }
@@ -199,6 +266,7 @@ export function saveModel(model: ModelProto, file: string, options: SaveModelOpt
     writeFileDurably(modelTemp, bytes);
     if (dataTemp && dataTarget) fs.renameSync(dataTemp, dataTarget);
     fs.renameSync(modelTemp, target);
+    return dataWritten ? { bytes: bytes.byteLength, externalData: dataWritten } : { bytes: bytes.byteLength };
   } catch (error) {
     for (const temp of temporaries) fs.rmSync(temp, { force: true });
     if (error instanceof OnnxError) throw error;

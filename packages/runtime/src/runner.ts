@@ -3,7 +3,8 @@
  * for a full forward pass: `input_ids`, `attention_mask`, `token_type_ids` (zeros) when the graph
  * takes it, `position_ids` (0..seqLen-1) for decoders, and an empty key-value cache (past length
  * 0) for every `past_key_values.*` input. Only the output compare reads is fetched:
- * `last_hidden_state` for encoders, `logits` for decoders.
+ * `last_hidden_state` for encoders (`logits` for a fill-mask export that has no hidden-state
+ * output), `logits` for decoders.
  */
 import type { HfModel } from '@zerolm/adapters';
 import { cacheInputs, floatData, fullPassFeeds, KNOWN_INPUTS, type CacheInput, type TokenBatch } from './feeds';
@@ -36,7 +37,7 @@ export class ModelRunner {
       throw new Error(`onnxruntime cannot load ${model.file}: ${(error as Error).message.split('\n')[0]}`);
     }
     const { session } = opened;
-    const outputName = decoder ? 'logits' : 'last_hidden_state';
+    const outputName = decoder || !session.outputNames.includes('last_hidden_state') ? 'logits' : 'last_hidden_state';
     if (!session.outputNames.includes(outputName)) {
       throw new Error(`${model.file} has no output "${outputName}" (outputs: ${session.outputNames.join(', ')})`);
     }

@@ -129,6 +129,8 @@ export function renderComparison(report: ComparisonReport): string {
     '',
     decoder
       ? 'top-1: share of positions whose most likely next token matches the reference; KL: mean KL(reference || model), nats; ppl: perplexity on the text'
-      : 'token cos: mean cosine similarity of token embeddings to the reference; sent cos: the same for mean-pooled line embeddings',
+      : report.models[0]!.fidelity.kind === 'encoder' && report.models[0]!.fidelity.output === 'logits'
+        ? 'token cos: mean cosine similarity of each token\'s masked-LM logits to the reference (the export has no last_hidden_state); sent cos: the same for mean-pooled lines'
+        : 'token cos: mean cosine similarity of token embeddings to the reference; sent cos: the same for mean-pooled line embeddings',
   ].join('\n');
 }

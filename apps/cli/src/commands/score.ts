@@ -1,4 +1,4 @@
-import { scoreReport, type InitMode, type ScoreReport, type ScoreVariant } from '@zerolm/core';
+import { scoreReport, type InitMode, type ScoreReport, type ScoreVariant, type TaskHead } from '@zerolm/core';
 import { loadGraph } from '@zerolm/adapters';
 import type { CommandModule } from 'yargs';
 import { formatCount, formatNumber, formatTable } from '../output/table';
@@ -57,6 +57,11 @@ export function renderScore(report: ScoreReport): string {
     table,
     '',
     `score ${formatNumber(report.score)}  (attention ${formatNumber(report.attention)}, ffn ${formatNumber(report.ffn)})`,
-    `params: attention ${formatCount(p.attention)}, ffn ${formatCount(p.ffn)}, attention+ffn ${formatCount(p.modules)}${p.total !== undefined ? `, total ${formatCount(p.total)}` : ''}`,
+    `params: attention ${formatCount(p.attention)}, ffn ${formatCount(p.ffn)}, attention+ffn ${formatCount(p.modules)}${p.heads !== undefined ? `, heads ${formatCount(p.heads)}` : ''}${p.total !== undefined ? `, total ${formatCount(p.total)}` : ''}`,
+    ...(report.heads && report.heads.length > 0 ? [`task heads (not scored, never pruned): ${report.heads.map(describeHead).join('; ')}`] : []),
   ].join('\n');
+}
+
+function describeHead(head: TaskHead): string {
+  return `${head.kind} ${head.matrices.map((m) => `${m.rows}x${m.cols}`).join(' -> ')} (${formatCount(head.params)})`;
 }

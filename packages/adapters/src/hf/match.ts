@@ -23,6 +23,7 @@ import {
   type NodeProto,
   type ResolvedWeight,
 } from '@zerolm/onnx';
+import { matchHeads, type HeadMatch } from './heads';
 
 const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulIntegerToFloat', 'DynamicQuantizeMatMul', 'MatMulNBits']);
 
@@ -109,6 +110,8 @@ export interface GraphMatch {
   /** Pre-norm (GPT-2, LLaMA) or post-norm (BERT) residual placement. */
   readonly norm: 'pre' | 'post';
   readonly multiplies: readonly WeightMultiply[];
+  /** Task heads after the last layer (LM head, masked-LM head, pooler, classifier): never pruned. */
+  readonly heads: readonly HeadMatch[];
 }
 
 class MatchError extends OnnxError {}
@@ -368,14 +371,14 @@ function matchFfn(index: GraphIndex, down: WeightMultiply, byResult: Map<string,
 /** What may sit between a projection and its residual Add (GPT-2's Conv1D reshapes back to [B, S, C]). */
 const RESIDUAL_PATH: ReadonlySet<string> = new Set(['Dropout', 'Identity', 'Cast', 'Reshape']);
 
+/** The Adds after `tensor` that add another run-time tensor (residual connections). */
+function residualAdds(index: GraphIndex, tensor: string): NodeProto[] {
+  return forwardTo(index, tensor, (n) => n.opType === 'Add' && n.input.every((i) => !!i && !index.isConstant(i)), RESIDUAL_PATH).found;
+}
+
 /** The first Add after `tensor` that adds another run-time tensor (the residual connection). */
 function residualAdd(index: GraphIndex, tensor: string, what: string): NodeProto {
-  const found = forwardTo(
-    index,
-    tensor,
-    (n) => n.opType === 'Add' && n.input.every((i) => !!i && !index.isConstant(i)),
-    RESIDUAL_PATH,
-  ).found;
+  const found = residualAdds(index, tensor);
   if (found.length !== 1) fail(`${what} does not flow into one residual Add (found ${found.length})`);
   return found[0]!;
 }
@@ -427,7 +430,9 @@ export function matchGraph(index: GraphIndex, baseDir: string): GraphMatch {
   for (const m of multiplies) {
     if (attentionMultiplies.has(m)) continue;
     const ffn = matchFfn(index, m, byResult, attentionMultiplies);
-    if (ffn) ffns.push(ffn);
+    // A layer's FFN adds its result to the residual stream; a task head (the masked-LM
+    // transform and decoder, a pooler and classifier) ends in an output instead.
+    if (ffn && residualAdds(index, multiplyResult(ffn.down)).length > 0) ffns.push(ffn);
   }
   // A multiply consumed as up/gate of one FFN cannot also be a down: keep the outermost chain.
   const asSource = new Set(ffns.flatMap((f) => (f.gate ? [f.up, f.gate] : [f.up])));
@@ -459,7 +464,11 @@ export function matchGraph(index: GraphIndex, baseDir: string): GraphMatch {
         : postNormOutput(index, residuals[i]!.ffnResidual);
     layers.push({ index: i, attention, ffn: layersFfn[i]!, input: residuals[i]!.input, output });
   });
-  return { layers, norm, multiplies };
+  const claimed = new Set<WeightMultiply>(attentionMultiplies);
+  for (const f of layersFfn) for (const m of [f.up, f.gate, f.down]) if (m) claimed.add(m);
+  const hidden = attentions[0]!.o.weight.shape[1] as number;
+  const heads = matchHeads(index, multiplies, claimed, layers[layers.length - 1]!.output, hidden);
+  return { layers, norm, multiplies, heads };
 }
 
 /** The operand of `add` that descends from `tensor` (through dropout/identity). */

@@ -2,7 +2,7 @@
  * A Hugging Face model folder (as transformers.js loads it) to the module graph, plus the binding
  * from each module back to the ONNX nodes and initializers it came from (what an exporter needs).
  */
-import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, WeightMatrix } from '@zerolm/core';
+import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, TaskHead, WeightMatrix } from '@zerolm/core';
 import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
 import { dirname } from 'path';
 import { onnxFileFor, readConfig, type ModelDtype, type NormalizedConfig } from './config';
@@ -260,6 +260,19 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
   return total;
 }
 
+/** Parameters of the task heads after the last layer (each counted once, only what the head alone reads). */
+function taskHeads(onnx: LoadedModel, match: GraphMatch): TaskHead[] {
+  const sizes = new Map<string, number>();
+  for (const t of onnx.model.graph?.initializer ?? []) {
+    if (t.name && PARAMETER_TYPES.has(t.dataType ?? 0)) sizes.set(t.name, t.dims.reduce((a: number, b) => a * Number(b), 1));
+  }
+  return match.heads.map((head) => ({
+    kind: head.kind,
+    params: head.initializers.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0),
+    matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
+  }));
+}
+
 export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfModel {
   const config = readConfig(dir);
   const dtype = options.dtype ?? 'fp32';
@@ -273,6 +286,6 @@ export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfMo
   }
   const layers = match.layers.map((m) => buildLayer(m, config, index, dir));
   const base: ModuleGraph = { name: dir, family: config.modelType, hiddenSize: config.hiddenSize, layers };
-  const graph = { ...base, otherParams: otherParams(onnx, layers), dtype };
+  const graph = { ...base, otherParams: otherParams(onnx, layers), heads: taskHeads(onnx, match), dtype };
   return { dir, dtype, file, config, onnx, index, match, graph };
 }

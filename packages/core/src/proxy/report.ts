@@ -1,4 +1,4 @@
-import { countParams, type ModuleGraph, type ParamCounts } from '../module-graph';
+import { countParams, type ModuleGraph, type ParamCounts, type TaskHead } from '../module-graph';
 import { graphCapacity, type CapacityOptions, type MatrixCapacity } from './capacity';
 import { combine, scoreComponents, type ScoreVariant } from './score';
 
@@ -22,6 +22,8 @@ export interface ScoreReport {
   ffn: number;
   params: ParamCounts;
   layers: LayerScoreReport[];
+  /** Task heads after the last layer (not scored, never pruned), when the graph lists them. */
+  heads?: readonly TaskHead[];
 }
 
 export function scoreReport(
@@ -61,5 +63,6 @@ export function scoreReport(
         ffn: { capacity: c.ffn.capacity, width: layer.ffn.width, activation: layer.ffn.activation, matrices: c.ffn.matrices },
       };
     }),
+    ...(graph.heads ? { heads: graph.heads } : {}),
   };
 }

@@ -7,19 +7,19 @@ import type { HfModel } from '@zerolm/adapters';
 import {
   DataType,
   encodeModel,
-  isExternalTensor,
+  externalDataLocations,
   loadModel,
   makeNode,
   makeTensor,
   makeValueInfo,
-  saveModel,
+  resolveExternalPath,
   type GraphProto,
   type ModelProto,
 } from '@zerolm/onnx';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { openSession, type Device, type OpenedSession } from '@zerolm/runtime';
+import { openSession, type Device, type OpenedSession, type ort } from '@zerolm/runtime';
 
 export interface EditableGraph {
   readonly model: ModelProto;
@@ -107,25 +107,41 @@ export function addMomentOutputs(edit: EditableGraph, tensor: string, width: num
   return { gram, sum };
 }
 
-/** A session on the edited copy and its clean-up (a temporary file when the model keeps external data). */
+/** A session on the edited copy and its clean-up (a temporary folder when the model keeps external data). */
 export interface EditedSession extends OpenedSession {
   release(): Promise<void>;
 }
 
 export async function openEdited(edit: EditableGraph, device: Device): Promise<EditedSession> {
-  const external = edit.graph.initializer.some((t) => isExternalTensor(t));
+  const locations = externalDataLocations(edit.model);
   let folder: string | undefined;
   try {
     let source: string | Uint8Array;
-    if (external) {
-      // onnxruntime resolves external data next to the file it opens: write the copy with its own.
+    let options: ort.InferenceSession.SessionOptions = {};
+    if (locations.length > 0) {
+      // onnxruntime resolves external data next to the file it opens (and refuses symbolic links
+      // that leave that folder): the edited copy goes to a temporary folder with hard links to
+      // the model's own data files, read in place; across file systems, the data is handed over
+      // in memory instead.
       folder = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-calibration-'));
       source = path.join(folder, 'model.onnx');
-      saveModel(edit.model, source, { sourceDir: edit.baseDir, externalData: { location: 'model.onnx_data' } });
+      fs.writeFileSync(source, encodeModel(edit.model));
+      const inMemory: { path: string; data: Uint8Array }[] = [];
+      for (const location of locations) {
+        const link = resolveExternalPath(folder, location);
+        const target = resolveExternalPath(edit.baseDir, location);
+        fs.mkdirSync(path.dirname(link), { recursive: true });
+        try {
+          fs.linkSync(target, link);
+        } catch {
+          inMemory.push({ path: location, data: fs.readFileSync(target) });
+        }
+      }
+      if (inMemory.length > 0) options = { externalData: inMemory };
     } else {
       source = encodeModel(edit.model);
     }
-    const opened = await openSession(source, device);
+    const opened = await openSession(source, device, options);
     const cleanup = folder;
     return {
       ...opened,
