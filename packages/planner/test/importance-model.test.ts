@@ -29,7 +29,7 @@ describe('self-generated importance', () => {
     const model = loadHfModel(fixturePath(name));
     const { ranking, details } = await prepareRanking(model.graph, { model, importance: 'self-generated', seed: 0, calibration: { samples: 16, length: 32 } });
     expect(ranking.importance).toBe('self-generated');
-    expect(details?.attention?.method).toBe(model.config.decoder ? 'kl' : 'block-obs');
+    expect(details?.attention?.method).toBe(model.config.decoder ? 'kl' : 'hidden');
     expect(details?.ffn?.every((f) => f.method === 'obs')).toBe(true);
     let checked = 0;
     model.graph.layers.forEach((layer, l) => {
@@ -65,7 +65,7 @@ describe('self-generated importance', () => {
     expect(bare.search.importance).toBe('magnitude');
   });
 
-  it('takes the KL path within 96 passes, and says why it cannot otherwise', async () => {
+  it('takes the KL path within 96 passes (encoders: the hidden-state path), and says why it cannot otherwise', async () => {
     const model = loadHfModel(fixturePath('llama-planted'));
     const { details } = await prepareRanking(model.graph, { model, seed: 0, calibration: { samples: 4, length: 8 } });
     // 3 layers x 4 groups: 3 x (4 + 3 + 2) = 27 passes, under the limit of 96.
@@ -75,7 +75,10 @@ describe('self-generated importance', () => {
     const calibration = await calibrate(model, { samples: 4, length: 8, seed: 0 });
     expect(klUnavailable(model, calibration, 26)).toMatch(/27 passes over the calibration sequences \(limit 26\)/);
     const bert = loadHfModel(fixturePath('bert-tiny'));
-    expect(klUnavailable(bert, await calibrate(bert, { samples: 2, length: 8 }))).toMatch(/encoder has no next-token distribution/);
+    // An encoder compares its final hidden states instead of next-token predictions.
+    const bertCalibration = await calibrate(bert, { samples: 2, length: 8 });
+    expect(klUnavailable(bert, bertCalibration)).toBeUndefined();
+    expect(klUnavailable(bert, bertCalibration, 3)).toMatch(/ranking by the change of the hidden states would take 18 passes over the calibration sequences \(limit 3\)/);
   });
 });
 

@@ -236,7 +236,7 @@ function describeCorrection(c: PlanFile['correction']): string {
 /** The rule and, for model rules, how attention units and FFN neurons were ranked. */
 function describeImportance(p: PlanFile): string {
   const parts: string[] = [];
-  if (p.importance.attention) parts.push(`attention by ${p.importance.attention.method === 'kl' ? 'KL of its own predictions' : `block OBS${p.importance.attention.reason ? ` (${p.importance.attention.reason})` : ''}`}`);
+  if (p.importance.attention) parts.push(`attention by ${p.importance.attention.method === 'kl' ? 'KL of its own predictions' : p.importance.attention.method === 'hidden' ? 'the change of its final hidden states' : `block OBS${p.importance.attention.reason ? ` (${p.importance.attention.reason})` : ''}`}`);
   if (p.importance.ffn) {
     const methods = [...new Set(p.importance.ffn.map((f) => (f.method === 'chunked-obs' ? `chunked OBS (${f.chunk} per step)` : f.method === 'obs' ? 'OBS' : 'diagonal energy')))];
     parts.push(`FFN by ${methods.join(' / ')}`);

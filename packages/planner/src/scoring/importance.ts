@@ -39,8 +39,11 @@ export interface ImportanceContext {
 /** How a model rule ranked the units (recorded in the plan result and plan.json). */
 export interface ImportanceDetails {
   calibration?: CalibrationSummary;
-  /** How attention units were ranked, and why when not by the model's own predictions. */
-  attention?: { method: 'kl' | 'block-obs'; reason?: string; passes?: number };
+  /**
+   * How attention units were ranked: by the output change (`kl` of the next-token predictions,
+   * `hidden` the squared change of an encoder's final hidden states), or by `block-obs` with the reason.
+   */
+  attention?: { method: 'kl' | 'hidden' | 'block-obs'; reason?: string; passes?: number };
   /** How each layer's FFN neurons were ranked. */
   ffn?: { method: 'obs' | 'chunked-obs' | 'energy'; chunk?: number }[];
   /** Why another rule than the default ranked the units. */
