@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { calibrate, type CalibrationSummary } from './calibration/calibrate';
+import { readCalibrationText } from './calibration/text-sequences';
 import { compareModels, latencyBatch, measureLatencies, type CompareOptions, type ComparisonReport } from '@zerolm/compare';
 import { exportPrunedModel, type ExportResult, type WeightOverride } from '@zerolm/export';
 import { ModelRunner, positionLimit, type Device } from '@zerolm/runtime';
@@ -206,6 +207,8 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   if (!options.planOnly && !options.out) throw new Error('name the output folder (out), or ask for the plan only (planOnly)');
   const correction = checkCorrection(options.correction ?? DEFAULT_CORRECTION);
   const model = loadHfModel(modelDir);
+  // A bad calibration text fails here, before any planning, whether or not a rule reads it.
+  if (options.calibration?.text !== undefined) readCalibrationText(options.calibration.text);
   const seqLen = options.seqLen ?? 128;
   const limit = positionLimit(model.config);
   if (options.maxLatencyMs !== undefined && limit !== undefined && seqLen > limit) {

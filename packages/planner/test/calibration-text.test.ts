@@ -124,6 +124,10 @@ describe('text calibration', () => {
     await expect(calibrationSequences(model, { source: 'text', samples: 4, length: 16, seed: 0 })).rejects.toThrow(/the text calibration source needs a text file/);
     await expect(calibrationSequences(model, { source: 'self-generated', text: short, samples: 4, length: 16, seed: 0 })).rejects.toThrow(/goes with the text source, not self-generated/);
     await expect(calibrationSequences(model, { source: 'books' as never, samples: 4, length: 16, seed: 0 })).rejects.toThrow(/unknown calibration source "books" \(known: self-generated, text, uniform\)/);
+    // prune checks the file first, even when no rule or correction would read it.
+    await expect(prune(fixturePath('llama-tiny'), { targetParams: 0.5, planOnly: true, importance: 'magnitude', correction: 'none', calibration: { source: 'text', text: textFile('empty-again.txt', '') } })).rejects.toThrow(
+      /empty-again\.txt is empty/,
+    );
   });
 
   it('uniform is a source for decoders too', async () => {
