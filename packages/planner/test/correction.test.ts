@@ -155,14 +155,15 @@ describe('refit correction', () => {
         const layer = written.graph.layers[position]!;
         const matrix = [...layer.attention.matrices, ...layer.ffn.matrices].find((m) => m.role === override.role)!;
         const values = matrix.values();
-        if (!override.values) throw new Error('refit overrides carry values');
-        expect(values.length).toBe(override.values.length);
+        const refitted = override.values;
+        if (!refitted) throw new Error('refit overrides carry values');
+        expect(values.length).toBe(refitted.length);
         if (dtype === 'fp16') {
           // Half an fp16 ulp: 2^-11 relative (plus the subnormal spacing).
-          values.forEach((v, k) => expect(Math.abs(v - override.values[k]!)).toBeLessThanOrEqual(Math.abs(override.values[k]!) * 2 ** -11 + 2 ** -25));
+          values.forEach((v, k) => expect(Math.abs(v - refitted[k]!)).toBeLessThanOrEqual(Math.abs(refitted[k]!) * 2 ** -11 + 2 ** -25));
         } else if (!(matrix.source as MatrixSource).multiply.weight.quantization) {
           // q8 files keep some multiplies in float (GPT-2's Gemm): the float32 values then.
-          expect(Array.from(values)).toEqual(Array.from(Float32Array.from(override.values)));
+          expect(Array.from(values)).toEqual(Array.from(Float32Array.from(refitted)));
         } else {
           const weight = (matrix.source as MatrixSource).multiply.weight;
           const scales = decodeTensorAsFloat32(written.index.constantTensor(weight.quantization!.scale)!);
@@ -171,7 +172,7 @@ describe('refit correction', () => {
           let bottom = Infinity;
           values.forEach((v) => ((top = Math.max(top, v)), (bottom = Math.min(bottom, v))));
           values.forEach((v, k) => {
-            const want = override.values![k]!;
+            const want = refitted[k]!;
             // Beyond the range the file's scale covers, the value is clamped to its end.
             if (want > top) expect(v).toBe(top);
             else if (want < bottom) expect(v).toBe(bottom);
