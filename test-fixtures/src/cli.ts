@@ -20,7 +20,7 @@ const USAGE =
   'usage: cli.js (--family F --layers N --hidden N --heads N --ffn N --vocab N | --fixture NAME | --benchmark NAME) --out DIR ' +
   '[--kv-heads N] [--head-dim N] [--seed N] [--max-positions N] [--layer-heads a,b] [--layer-kv-heads a,b] [--layer-ffn a,b] ' +
   '[--plant-head L:H] [--plant-kv-group L:G] [--plant-neuron L:N] [--embedding-size N] [--tie-word-embeddings true|false] ' +
-  '[--opset 14..17] [--init-std X] [--variants q8,fp16] [--external-data] | --ensure | --list';
+  '[--opset 14..17] [--init-std X] [--variants fp16,q8,int8,uint8,q4,q4f16,bnb4] [--external-data] | --ensure | --list';
 
 const OPTIONS = {
   family: { type: 'string' },

@@ -282,11 +282,25 @@ describe('q8 variant (onnxruntime dynamic quantization pattern)', () => {
     expect(q.index.initializer('model.embed_tokens.weight')).toBeUndefined();
   });
 
-  test('gpt2-tiny: Gemm is outside the IntegerOps registry and stays float32', () => {
+  test('gpt2-tiny: Conv1D Gemms first become MatMul + Add (replace_gemm_with_matmul), then are quantized', () => {
     const q = open('gpt2-tiny', 'model_quantized.onnx');
-    expect(count(q, 'Gemm')).toBe(4 * 2);
-    expect(q.index.initializer('transformer.h.0.mlp.c_fc.weight')!.dataType).toBe(DataType.FLOAT);
-    expect(count(q, 'MatMulInteger')).toBe(1);
+    expect(count(q, 'Gemm')).toBe(0);
+    expect(count(q, 'MatMulInteger')).toBe(4 * 2 + 1);
+    const add = q.node('/transformer/h.0/mlp/c_fc/Gemm_Add');
+    expect(add.input[1]).toBe('transformer.h.0.mlp.c_fc.bias');
+    expect(q.index.producer(add.input[0]!)!.name).toBe('/transformer/h.0/mlp/c_fc/Gemm_MatMul_quant_output_scale_mul');
+    expect(q.index.initializer('transformer.h.0.mlp.c_fc.weight_quantized')!.dataType).toBe(DataType.INT8);
+    // The embedding table is quantized with the activation type: uint8, asymmetric.
+    expect(q.index.initializer('transformer.wte.weight_quantized')!.dataType).toBe(DataType.UINT8);
+  });
+
+  test('bert-tiny: per-channel, reduced-range int8 weights, as convert.py quantizes encoders', () => {
+    const q = open('bert-tiny', 'model_quantized.onnx');
+    const fp32 = open('bert-tiny');
+    const weight = fp32.node('/encoder/layer.0/attention/self/query/MatMul').input[1]!;
+    expect(q.dims(`${weight}_scale`)).toEqual([32]);
+    const ints = q.file.decodeTensor(q.index.initializer(`${weight}_quantized`)!) as Int8Array;
+    expect(Math.max(...Array.from(ints, Math.abs))).toBe(64);
   });
 });
 

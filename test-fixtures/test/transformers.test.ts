@@ -2,12 +2,14 @@
  * The generated fixtures are real transformers.js models: every named fixture loads through
  * `pipeline()` from its local folder and gives finite outputs of the right shape, and decoders'
  * cached greedy `generate` agrees with a full-context greedy loop run through onnxruntime-node
- * directly (empty past, the whole sequence every step).
+ * directly (empty past, the whole sequence every step). Every extra weight file of a fixture
+ * loads with its own `dtype`: encoders stay within the format's rounding of fp32, decoders'
+ * cached generation equals the full-context loop on that same file.
  */
 import { dirname } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { fullContextGreedy, int64Tensor as int64 } from '@zerolm/runtime';
-import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, isEncoder, resolveSpec, type FixtureName } from '../src';
+import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, isEncoder, resolveSpec, VARIANT_FILES, type FixtureName } from '../src';
 
 // transformers.js ships a CommonJS build for Node; the Jest environment passes the host's typed
 // array constructors through so onnxruntime-node accepts tensors made here.
@@ -89,10 +91,14 @@ describe.each(fillMask)('%s (fill-mask)', (name) => {
   });
 });
 
-test.each(['q8', 'fp16'])('bert-tiny %s loads and stays close to fp32', async (dtype) => {
+/** Relative error of the hidden states each format may add: its own rounding, not a different model. */
+const ENCODER_TOLERANCE: Record<string, number> = { fp16: 0.01, q8: 0.2, int8: 0.2, uint8: 0.2, q4: 0.5, q4f16: 0.5, bnb4: 0.5 };
+
+const encoderVariants = encoders.flatMap((name) => ((DEFAULT_FIXTURES[name] as { variants?: readonly string[] }).variants ?? []).map((dtype) => [name, dtype] as const));
+test.each(encoderVariants)('%s %s loads in transformers.js with that dtype and stays close to fp32', async (name, dtype) => {
   const text = 'a curious mind is like a lantern';
-  const fp32 = await pipeline('feature-extraction', 'bert-tiny', { dtype: 'fp32' });
-  const variant = await pipeline('feature-extraction', 'bert-tiny', { dtype });
+  const fp32 = await pipeline('feature-extraction', name, { dtype: 'fp32' });
+  const variant = await pipeline('feature-extraction', name, { dtype });
   const reference = await fp32(text);
   const output = await variant(text);
   expect(output.dims).toEqual(reference.dims);
@@ -103,11 +109,53 @@ test.each(['q8', 'fp16'])('bert-tiny %s loads and stays close to fp32', async (d
     num += ((output.data[i] as number) - (reference.data[i] as number)) ** 2;
     den += (reference.data[i] as number) ** 2;
   }
-  // Relative error of the hidden states: quantization noise, not a different model.
-  expect(Math.sqrt(num / den)).toBeLessThan(dtype === 'fp16' ? 0.01 : 0.2);
+  expect(Math.sqrt(num / den)).toBeLessThan(ENCODER_TOLERANCE[dtype]!);
   await fp32.dispose();
   await variant.dispose();
 });
+
+/** Formats that quantize activations per run (onnxruntime's dynamic quantization). */
+const DYNAMIC_ACTIVATIONS = new Set(['q8', 'int8', 'uint8']);
+/**
+ * How far below the full-context maximum a cached choice's logit may be in those formats, as a
+ * share of the step's logit range (a random token falls short by a third of it or more).
+ */
+const ACTIVATION_ROUNDING = 0.05;
+
+/**
+ * One full-context run over the prompt and the generated tokens (causal: position t sees tokens
+ * up to t, as the greedy loop's step t did): the largest amount by which a generated token's
+ * logit falls short of the maximum logit at its step, relative to that step's logit range.
+ */
+async function shortfallOfChoices(file: string, prompt: readonly number[], generated: readonly number[]): Promise<number> {
+  const tokens = [...prompt, ...generated];
+  const session = await ort.InferenceSession.create(file);
+  try {
+    const n = tokens.length;
+    const feeds: Record<string, ort.Tensor> = { input_ids: int64(tokens, [1, n]), attention_mask: int64(tokens.map(() => 1), [1, n]) };
+    if (session.inputNames.includes('position_ids')) feeds.position_ids = int64(tokens.map((_, i) => i), [1, n]);
+    for (const meta of session.inputMetadata) {
+      if (!meta.name.startsWith('past_key_values.')) continue;
+      const shape = (meta as unknown as { shape: number[] }).shape;
+      feeds[meta.name] = new ort.Tensor('float32', new Float32Array(0), [1, shape[1]!, 0, shape[3]!]);
+    }
+    const logits = (await session.run(feeds)).logits as ort.Tensor;
+    const vocab = logits.dims[2] as number;
+    const data = logits.data as Float32Array;
+    let worst = 0;
+    generated.forEach((token, step) => {
+      const offset = (prompt.length + step - 1) * vocab;
+      let max = -Infinity;
+      for (let v = 0; v < vocab; v++) max = Math.max(max, data[offset + v]!);
+      let min = Infinity;
+      for (let v = 0; v < vocab; v++) min = Math.min(min, data[offset + v]!);
+      worst = Math.max(worst, (max - data[offset + token]!) / (max - min));
+    });
+    return worst;
+  } finally {
+    await session.release();
+  }
+}
 
 describe.each(decoders)('%s (text-generation)', (name) => {
   const spec = resolveSpec(DEFAULT_FIXTURES[name]);
@@ -134,15 +182,25 @@ describe.each(decoders)('%s (text-generation)', (name) => {
 
   const variants = (DEFAULT_FIXTURES[name] as { variants?: readonly string[] }).variants ?? [];
   if (variants.length === 0) return;
-  test.each(variants)('%s loads and generates', async (dtype) => {
+  test.each(variants)('%s loads with that dtype; cached greedy generate matches the full-context loop on the same file', async (dtype) => {
     const generator = await pipeline('text-generation', name, { dtype });
     const inputs = generator.tokenizer(PROMPT, { add_special_tokens: false, return_tensor: true });
-    const promptLength = inputs.input_ids.dims[1] as number;
+    const prompt: number[] = Array.from(inputs.input_ids.data as BigInt64Array, Number);
     const output = await generator.model(inputs);
-    expect(output.logits.dims).toEqual([1, promptLength, spec.vocab]);
+    expect(output.logits.dims).toEqual([1, prompt.length, spec.vocab]);
     expect(allFinite(output.logits.data)).toBe(true);
-    const generated = await generator.model.generate({ ...inputs, max_new_tokens: 4, do_sample: false });
-    expect(generated.dims[1]).toBeGreaterThan(promptLength);
+    const generated = await generator.model.generate({ ...inputs, max_new_tokens: NEW_TOKENS, do_sample: false });
+    const cached = Array.from(generated.data as BigInt64Array, Number).slice(prompt.length);
+    const file = `${fixturePath(name)}/${VARIANT_FILES[dtype as keyof typeof VARIANT_FILES]}`;
+    if (DYNAMIC_ACTIVATIONS.has(dtype)) {
+      // DynamicQuantizeLinear scales the activations by their range in each run: one new token
+      // with the cache, the whole sequence without it. So each cached choice must be the
+      // full-context argmax up to that rounding, not bit for bit.
+      expect(await shortfallOfChoices(file, prompt, cached)).toBeLessThan(ACTIVATION_ROUNDING);
+    } else {
+      expect(cached).toEqual(await fullContextGreedy(file, prompt, NEW_TOKENS, EOS));
+    }
+    expect(cached.length).toBeGreaterThanOrEqual(4);
     await generator.dispose();
   });
 });

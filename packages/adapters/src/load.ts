@@ -1,13 +1,13 @@
 import type { ModuleGraph } from '@zerolm/core';
 import { existsSync, statSync } from 'fs';
-import type { ModelDtype } from './hf/config';
+import type { DtypeChoice, ModelDtype } from './hf/config';
 import { loadHfModel } from './hf/model';
 import { readJsonFile } from './specs/loaders';
 import { specToGraph } from './specs/detect';
 
 export interface LoadGraphOptions {
-  /** Model folders: which ONNX file to read (default fp32). */
-  dtype?: ModelDtype;
+  /** Model folders: which ONNX file to read (default fp32; `auto`: the most precise present). */
+  dtype?: DtypeChoice;
 }
 
 /**

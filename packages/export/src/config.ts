@@ -3,7 +3,7 @@
  * read consistent numbers) and a `zerolm` block with the shape of every layer, which the adapters
  * read back (`zerolm.layers`, `zerolm.headDim`).
  */
-import { configShapeKeys } from '@zerolm/adapters';
+import { configShapeKeys, familyDefinition } from '@zerolm/adapters';
 import type { KeptShape } from './prune-onnx';
 
 /** One layer of the pruned model as config.json records it. */
@@ -52,10 +52,15 @@ export function prunedConfig(input: PrunedConfigInput): Record<string, unknown> 
   set(keys.ffnWidth, max((l) => l.ffnWidth));
   if (keys.headDim) config[keys.headDim] = input.headDim;
   delete config['pruned_heads'];
-  const layerTypes = raw['layer_types'];
-  if (Array.isArray(layerTypes) && layerTypes.length === input.sourceLayers) {
-    config['layer_types'] = layers.map((l) => layerTypes[l.sourceLayer]);
+  // Lists indexed by layer follow the kept layers (a list longer than the layers, as SmolLM3's
+  // no_rope_layers may be, keeps its tail after them).
+  const family = familyDefinition(input.modelType, 'config.json');
+  for (const key of ['layer_types', ...(family.perLayerKeys ?? [])]) {
+    const list = raw[key];
+    if (!Array.isArray(list) || list.length < input.sourceLayers) continue;
+    config[key] = [...layers.map((l) => list[l.sourceLayer]), ...list.slice(input.sourceLayers)];
   }
+  family.rewriteConfig?.(config, layers, raw);
   config['zerolm'] = {
     layers: layers.map((l) => ({ heads: l.heads, kvHeads: l.kvHeads, ffnWidth: l.ffnWidth, sourceLayer: l.sourceLayer })),
     headDim: input.headDim,

@@ -7,23 +7,46 @@
  * only read.
  */
 import { countParams, prunedGraph, validatePlan, type ModuleGraph, type PrunePlan } from '@zerolm/core';
-import { DTYPE_FILES, loadHfModel, type HfModel, type ModelDtype } from '@zerolm/adapters';
-import { externalDataLocations, saveModel, standardExternalData } from '@zerolm/onnx';
+import { DTYPE_FILES, DTYPES_BY_PRECISION, loadHfModel, presentDtypes, type HfModel, type ModelDtype } from '@zerolm/adapters';
+import {
+  convertGraph,
+  DataType,
+  externalDataLocations,
+  lazyGraphOf,
+  modelOfLazyGraph,
+  saveModel,
+  standardExternalData,
+  transformersJsQuantization,
+  type ModelProto,
+  type WeightFormat,
+} from '@zerolm/onnx';
 import * as fs from 'fs';
 import * as path from 'path';
 import { prunedConfig, type PrunedLayerEntry } from './config';
 import { resolveOverrides, type WeightOverride } from './overrides';
 import { keptShape, pruneOnnxModel } from './prune-onnx';
 import { smokeRun } from './verify';
+import { exportRefusal } from './fused';
 import { transformersJsConfig, type WrittenOnnxFile } from './tjs-config';
+import type { Requantized } from './block-cut';
 
 export interface ExportOptions {
   /** Replace a non-empty output folder (only once the new one is complete). */
   force?: boolean;
   /** Extra fields for config.json's `zerolm` block (budget, plan summary, ...). */
   zerolm?: Readonly<Record<string, unknown>>;
-  /** Extra files to write, by path relative to the output folder (e.g. `plan.json`). */
-  files?: Readonly<Record<string, string | Uint8Array>>;
+  /**
+   * Extra files to write, by path relative to the output folder (e.g. `plan.json`); a function
+   * is called with what the export wrote, once the ONNX files are written.
+   */
+  files?: Readonly<Record<string, ExtraFile>>;
+  /**
+   * The weight files to write, as transformers.js dtypes (default: every one the source holds).
+   * A dtype the source lacks is made from the pruned fp32 file as transformers.js's quantize.py
+   * makes it (onnxruntime's quantizers, the float16 conversion), so the source needs
+   * `onnx/model.onnx` for it. Files of the source left out here are listed in `skipped`.
+   */
+  dtypes?: readonly ModelDtype[];
   /** Run every exported file once on a few tokens (onnxruntime, CPU) before moving it into place. Default true. */
   verify?: boolean;
   /**
@@ -33,6 +56,22 @@ export interface ExportOptions {
    * The exported shapes are the plan's either way; these values differ from plain slicing.
    */
   overrides?: readonly WeightOverride[];
+}
+
+/** An extra file's content, or a function of what the export wrote that gives it. */
+export type ExtraFile = string | Uint8Array | ((written: ExportSummary) => string | Uint8Array);
+
+/** What an export wrote, as extra files (plan.json) may record it. */
+export interface ExportSummary {
+  readonly onnxFiles: readonly ExportedOnnxFile[];
+  readonly skipped: readonly string[];
+}
+
+/** One ONNX file written: pruned from the source's own file, or made from the pruned fp32 file. */
+export interface ExportedOnnxFile extends WrittenOnnxFile {
+  readonly from: 'pruned' | 'converted from fp32';
+  /** Weights re-quantized instead of sliced (block-quantized weights cut through a block, or corrected). */
+  readonly requantized: readonly Requantized[];
 }
 
 /** One layer of the source model and what the export kept of it. */
@@ -51,9 +90,9 @@ export interface ExportResult {
   readonly outDir: string;
   /** Files written, relative to `outDir`, sorted. */
   readonly files: string[];
-  /** The ONNX files written, with their dtype, size and external data. */
-  readonly onnxFiles: WrittenOnnxFile[];
-  /** Files of the source's `onnx/` folder that were not exported (transformers.js loads only `model.onnx`, `model_quantized.onnx` and `model_fp16.onnx` under these dtypes). */
+  /** The ONNX files written, with their dtype, size, external data and re-quantized weights. */
+  readonly onnxFiles: ExportedOnnxFile[];
+  /** Files of the source's `onnx/` folder that were not exported (left out by `dtypes`, or not model files). */
   readonly skipped: string[];
   /** Attention + FFN parameters of the module graph before and after. */
   readonly params: { readonly before: number; readonly after: number };
@@ -107,7 +146,7 @@ function checkPlacement(input: string, output: string, force: boolean): void {
 }
 
 /** Checks extra file paths: relative, inside the folder, and not a file the export itself writes. */
-function checkExtraFiles(files: Readonly<Record<string, string | Uint8Array>>): void {
+function checkExtraFiles(files: Readonly<Record<string, ExtraFile>>): void {
   for (const name of Object.keys(files)) {
     const normal = path.posix.normalize(name.split(path.sep).join('/'));
     if (name === '' || path.isAbsolute(name) || normal.startsWith('../') || normal === '..' || normal === '.') {
@@ -174,16 +213,21 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
   const reserved = Object.keys(options.zerolm ?? {}).filter((k) => RESERVED_ZEROLM_KEYS.includes(k));
   if (reserved.length > 0) throw new Error(`zerolm fields ${reserved.join(', ')} are written by the exporter and cannot be passed`);
 
-  const dtypes = (Object.keys(DTYPE_FILES) as ModelDtype[]).filter((d) => fs.existsSync(path.join(input, 'onnx', DTYPE_FILES[d])));
-  if (dtypes.length === 0) {
-    throw new Error(`no ONNX model in ${path.join(input, 'onnx')} (expected ${Object.values(DTYPE_FILES).join(', ')})`);
-  }
+  const { dtypes, fromSource, converted, skippedModels } = chooseFiles(input, options.dtypes);
 
-  // Check the plan against every file before writing anything.
+  // Check the plan against every file read before writing anything.
+  const read = [...fromSource, ...(converted.length > 0 && !fromSource.includes('fp32') ? (['fp32'] as const) : [])];
   let reference: HfModel | undefined;
-  for (const dtype of dtypes) {
-    const hf = loadHfModel(input, { dtype });
+  for (const dtype of read) {
     const file = `onnx/${DTYPE_FILES[dtype]}`;
+    let hf: HfModel;
+    try {
+      hf = loadHfModel(input, { dtype });
+    } catch (error) {
+      throw new Error(`cannot export ${file} of ${input}: ${(error as Error).message}${options.dtypes ? '' : ' (leave it out with dtypes / --dtypes)'}`);
+    }
+    const refusal = exportRefusal(hf);
+    if (refusal) throw new Error(`cannot prune ${file} of ${input}: ${refusal}`);
     try {
       validatePlan(hf.graph, plan);
     } catch (error) {
@@ -233,25 +277,44 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
       fs.copyFileSync(path.join(input, ...file.split('/')), target);
     }
     fs.mkdirSync(path.join(temp, 'onnx'));
-    const onnxFiles: WrittenOnnxFile[] = [];
-    for (const dtype of dtypes) {
-      // Loaded afresh: pruning edits the in-memory model.
-      const hf = dtype === ref.dtype ? ref : loadHfModel(input, { dtype });
+    const onnxFiles: ExportedOnnxFile[] = [];
+    const write = (dtype: ModelDtype, model: ModelProto, sourceDir: string, external: boolean, from: ExportedOnnxFile['from'], requantized: Requantized[]) => {
       const name = DTYPE_FILES[dtype];
-      skipped.delete(`onnx/${name}`);
-      const external = externalLocations(hf);
-      external.forEach((f) => skipped.delete(f));
-      const model = pruneOnnxModel(hf, plan, options.overrides ?? []);
       const target = path.join(temp, 'onnx', name);
       // External data as the source had it, or wherever the file would pass the 2 GiB protobuf limit.
-      const saved = saveModel(model, target, { sourceDir: hf.onnx.baseDir, externalData: external.length > 0 ? standardExternalData(target) : 'auto' });
+      const saved = saveModel(model, target, { sourceDir, externalData: external ? standardExternalData(target) : 'auto' });
+      const past = model.graph?.input.find((v) => v.name?.startsWith('past_key_values.'));
+      const elemType = past?.type?.tensorType?.elemType;
       onnxFiles.push({
         dtype,
         file: `onnx/${name}`,
         bytes: saved.bytes,
         ...(saved.externalData ? { externalData: { file: `onnx/${saved.externalData.location}`, bytes: saved.externalData.bytes } } : {}),
+        ...(elemType !== undefined ? { kvCacheType: elemType === DataType.FLOAT16 ? 'float16' : 'float32' } : {}),
+        from,
+        requantized,
       });
+    };
+    for (const dtype of read) {
+      // Loaded afresh: pruning edits the in-memory model.
+      const hf = dtype === ref.dtype ? ref : loadHfModel(input, { dtype });
+      const external = externalLocations(hf);
+      const requantized: Requantized[] = [];
+      const model = pruneOnnxModel(hf, plan, options.overrides ?? [], requantized);
+      if (fromSource.includes(dtype)) {
+        skipped.delete(`onnx/${DTYPE_FILES[dtype]}`);
+        external.forEach((f) => skipped.delete(f));
+        write(dtype, model, hf.onnx.baseDir, external.length > 0, 'pruned', requantized);
+      }
+      if (dtype !== 'fp32') continue;
+      // Formats the source lacks: converted from the pruned fp32 model (corrections included).
+      for (const format of converted) {
+        const out = convertGraph(lazyGraphOf(model, hf.onnx.baseDir), format as WeightFormat, transformersJsQuantization(hf.config.modelType));
+        write(format, modelOfLazyGraph(model, out.graph, out.opsetImports), hf.onnx.baseDir, external.length > 0, 'converted from fp32', []);
+      }
     }
+    onnxFiles.sort((a, b) => dtypes.indexOf(a.dtype as ModelDtype) - dtypes.indexOf(b.dtype as ModelDtype));
+    skippedModels.forEach((f) => skipped.add(f));
 
     const config = prunedConfig({
       raw: ref.config.raw,
@@ -267,10 +330,11 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
     else delete config['transformers.js_config'];
     fs.writeFileSync(path.join(temp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 
+    const summary: ExportSummary = { onnxFiles, skipped: [...skipped].sort() };
     for (const [name, content] of Object.entries(extraFiles)) {
       const target = path.join(temp, ...path.posix.normalize(name.split(path.sep).join('/')).split('/'));
       fs.mkdirSync(path.dirname(target), { recursive: true });
-      fs.writeFileSync(target, content);
+      fs.writeFileSync(target, typeof content === 'function' ? content(summary) : content);
     }
 
     // The written folder must map back to the shapes the plan asked for.
@@ -290,12 +354,46 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
 
     const files = listFiles(temp);
     moveIntoPlace(temp, output);
-    return { outDir: output, files, onnxFiles, skipped: [...skipped].sort(), params, layers };
+    return { outDir: output, files, onnxFiles, skipped: summary.skipped as string[], params, layers };
   } catch (error) {
     fs.rmSync(temp, { recursive: true, force: true });
     if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Which weight files an export writes (`dtypes`, most precise first), which of them come from
+ * the source's own files and which are converted from its pruned fp32 file, and the source's
+ * ONNX files left out. Without `requested`, every file the source holds; then a model file the
+ * exporter does not know is an error (nothing is dropped silently).
+ */
+function chooseFiles(input: string, requested: readonly ModelDtype[] | undefined): { dtypes: ModelDtype[]; fromSource: ModelDtype[]; converted: ModelDtype[]; skippedModels: string[] } {
+  const onnxDir = path.join(input, 'onnx');
+  const present = presentDtypes(input);
+  const known = new Set<string>(Object.values(DTYPE_FILES));
+  const others = isDirectory(onnxDir) ? fs.readdirSync(onnxDir).filter((f) => f.endsWith('.onnx') && !known.has(f)) : [];
+  if (!requested) {
+    if (present.length === 0) throw new Error(`no ONNX model in ${onnxDir} (expected ${Object.values(DTYPE_FILES).join(', ')})`);
+    if (others.length > 0) {
+      throw new Error(
+        `onnx/${others[0]} of ${input} is not a weight file the exporter writes (it writes ${Object.values(DTYPE_FILES).join(', ')}); choose the files to write with dtypes / --dtypes`,
+      );
+    }
+  }
+  const unknown = (requested ?? []).filter((d) => !DTYPES_BY_PRECISION.includes(d));
+  if (unknown.length > 0) throw new Error(`unknown dtype "${unknown[0]}" (known: ${DTYPES_BY_PRECISION.join(', ')})`);
+  const dtypes = requested ? DTYPES_BY_PRECISION.filter((d) => requested.includes(d)) : present;
+  if (dtypes.length === 0) throw new Error('name at least one dtype to write');
+  const fromSource = dtypes.filter((d) => present.includes(d));
+  const converted = dtypes.filter((d) => !present.includes(d));
+  if (converted.length > 0 && !present.includes('fp32')) {
+    throw new Error(
+      `${input} has no onnx/${DTYPE_FILES[converted[0]!]} (${converted[0]}), and a format the source lacks is made from its fp32 file onnx/model.onnx, which it lacks too (it holds ${present.join(', ') || 'no model file'})`,
+    );
+  }
+  const skippedModels = [...present.filter((d) => !dtypes.includes(d)).map((d) => `onnx/${DTYPE_FILES[d]}`), ...others.map((f) => `onnx/${f}`)];
+  return { dtypes, fromSource, converted, skippedModels };
 }
 
 /** Renames the finished `temp` folder to `output`, replacing what is there only after the rename is possible. */

@@ -17,12 +17,14 @@
  *   ones are renumbered `0..L'-1`; dead nodes and initializers are removed.
  */
 import { hasPrunableHeads, keptIndices, type Layer, type LayerPlan, type PrunePlan, type WeightMatrix } from '@zerolm/core';
-import { multiplyResult, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
-import { DataType, makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
+import { multiplyResult, sourceColumns, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
+import { DataType, intsAttribute, makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
 import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
 import { newBias, overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
+import { cutBlockQuantized, type Requantized } from './block-cut';
+import { cutPackedBias, cutWidthNorm, gatherHeadBias, rewriteCutBounds, rewriteFusedHeads } from './fused';
 
 /** Kept output columns and input rows of one weight multiply, in the consumer's orientation. */
 interface MultiplyCut {
@@ -71,7 +73,10 @@ function collectCuts(hf: HfModel, plan: PrunePlan): Map<WeightMultiply, Multiply
       if (!kept) continue;
       const source = sourceOf(matrix);
       if (matrix.role === 'o' || matrix.role === 'down') add(source.multiply, 'rows', kept);
-      else add(source.multiply, 'cols', kept.map((c) => c + source.columns[0]));
+      else {
+        const columns = sourceColumns(source);
+        add(source.multiply, 'cols', kept.map((c) => columns[c]!));
+      }
     }
   });
   return cuts;
@@ -98,12 +103,52 @@ function readersOf(name: string, nodes: readonly NodeProto[]): NodeProto[] {
   return nodes.filter((n) => n.input.includes(name));
 }
 
-function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined): void {
+function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined, requantized: Requantized[]): void {
   const w = m.weight;
   const baseDir = hf.onnx.baseDir;
   const where = `weight '${w.dataName}'`;
   const q = w.quantization;
-  if (q?.bits !== undefined) throw new Error(`${where}: block-quantized (${q.scheme}) weights cannot be pruned by this exporter`);
+  if (q?.scheme === 'matmul-nbits' || q?.scheme === 'matmul-bnb4') {
+    const done = cutBlockQuantized(hf, editor, m, cut, override);
+    if (done) requantized.push(done);
+  } else {
+    cutStored(hf, editor, m, cut, override);
+  }
+  if (m.bias && cut.cols) {
+    const cols = w.shape[1]!;
+    const bias = gatherVector(editor.index.constantTensor(m.bias.tensor)!, baseDir, cols, cut.cols, m.bias.tensor);
+    if (bias) editor.replaceConstant(m.bias.tensor, bias, [m.bias.add]);
+  }
+  if (m.bias && override?.override.bias) {
+    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
+    editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
+  } else if (override?.override.bias) {
+    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and a bias added`);
+    // fp16 files (fp16, q4f16) compute in float16, the others in float32.
+    addBias(editor, m, override.override.bias, where, hf.dtype === 'fp16' || hf.dtype === 'q4f16' ? DataType.FLOAT16 : DataType.FLOAT);
+  }
+}
+
+/** Adds `values` after a multiply that has no bias: a new tensor and an `Add` its readers read instead. */
+function addBias(editor: GraphEditor, m: WeightMultiply, values: ArrayLike<number>, where: string, type: number): void {
+  const producer = editor.index.producer(m.output);
+  if (!producer) throw new Error(`internal: nothing produces the output '${m.output}' of ${where}`);
+  if (editor.index.isGraphOutput(m.output)) throw new Error(`${where}: its output '${m.output}' is a graph output, so no bias can follow it`);
+  const scope = (producer.name ?? m.output).replace(/\/[^/]*$/, '');
+  const bias = editor.freshName(`${scope}/zerolm_bias`);
+  editor.addInitializer(newBias(bias, values, type));
+  const sum = editor.freshName(`${m.output}_biased`);
+  for (const reader of editor.index.consumers(m.output)) editor.renameInput(reader, m.output, sum);
+  editor.insert(makeNode('Add', [m.output, bias], [sum], {}, { name: editor.freshName(`${scope}/zerolm_bias/Add`) }), producer, 'after');
+}
+
+/** Cuts a weight stored element by element (float, or 8-bit with per-tensor or per-axis scales). */
+function cutStored(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: MultiplyCut, override: ResolvedOverride | undefined): void {
+  const w = m.weight;
+  const baseDir = hf.onnx.baseDir;
+  const where = `weight '${w.dataName}'`;
+  const q = w.quantization;
+  if (q?.bits !== undefined) throw new Error(`${where}: ${q.scheme} weights are cut block by block`);
   if (w.storedShape.length !== 2) throw new Error(`${where}: stored with rank ${w.storedShape.length}, expected a matrix`);
   const local = multiplyNodes(hf, m);
   let tensor = editor.index.constantTensor(w.dataName)!;
@@ -124,39 +169,23 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
     const quantization = q ? { scale: scale ?? editor.index.constantTensor(q.scale)!, ...(q.zeroPoint ? { zeroPoint: zeroPoint ?? editor.index.constantTensor(q.zeroPoint)! } : {}), ...(q.axis === undefined ? {} : { axis: q.axis }) } : undefined;
     tensor = overriddenWeight(tensor, w, override.override.values, override.rows, override.cols, baseDir, quantization);
   }
-  editor.replaceConstant(w.dataName, tensor, readersOf(w.dataName, local));
+  // Through Identity aliases (torch.onnx's deduplicated parameters), the sliced copy goes to the
+  // first node that does more than pass the weight on: the alias and the tensor behind it may
+  // have other readers, which keep what they read.
+  const reader = [...w.path, m.node].find((n) => n.opType !== 'Identity')!;
+  if (reader === w.path[0] || (w.path.length === 0 && reader === m.node)) editor.replaceConstant(w.dataName, tensor, readersOf(w.dataName, local));
+  else editor.replaceConstant(reader === m.node ? w.consumedName : reader.input[0]!, tensor, [reader]);
   if (q && scale && scale !== editor.index.constantTensor(q.scale)) editor.replaceConstant(q.scale, scale, readersOf(q.scale, local));
   if (q?.zeroPoint && zeroPoint && zeroPoint !== editor.index.constantTensor(q.zeroPoint)) {
     editor.replaceConstant(q.zeroPoint, zeroPoint, readersOf(q.zeroPoint, local));
   }
-  if (m.bias && cut.cols) {
-    const cols = w.shape[1]!;
-    const bias = gatherVector(editor.index.constantTensor(m.bias.tensor)!, baseDir, cols, cut.cols, m.bias.tensor);
-    if (bias) editor.replaceConstant(m.bias.tensor, bias, [m.bias.add]);
-  }
-  if (m.bias && override?.override.bias) {
-    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
-    editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
-  } else if (override?.override.bias) {
-    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and a bias added`);
-    addBias(editor, m, override.override.bias, where);
-  }
 }
 
-/** Adds `values` after a multiply that has no bias: a new tensor and an `Add` its readers read instead. */
-function addBias(editor: GraphEditor, m: WeightMultiply, values: ArrayLike<number>, where: string): void {
-  const producer = editor.index.producer(m.output);
-  if (!producer) throw new Error(`internal: nothing produces the output '${m.output}' of ${where}`);
-  if (editor.index.isGraphOutput(m.output)) throw new Error(`${where}: its output '${m.output}' is a graph output, so no bias can follow it`);
-  // The multiply computes in the weight's float type when the weight is stored as a float.
-  const stored = editor.index.constantTensor(m.weight.dataName)?.dataType ?? DataType.FLOAT;
-  const type = m.weight.quantization === undefined && (stored === DataType.FLOAT16 || stored === DataType.BFLOAT16) ? stored : DataType.FLOAT;
-  const scope = (producer.name ?? m.output).replace(/\/[^/]*$/, '');
-  const bias = editor.freshName(`${scope}/zerolm_bias`);
-  editor.addInitializer(newBias(bias, values, type));
-  const sum = editor.freshName(`${m.output}_biased`);
-  for (const reader of editor.index.consumers(m.output)) editor.renameInput(reader, m.output, sum);
-  editor.insert(makeNode('Add', [m.output, bias], [sum], {}, { name: editor.freshName(`${scope}/zerolm_bias/Add`) }), producer, 'after');
+/** Whether the Split's sizes add up to the packed width (it cuts the columns, not a parts axis). */
+function splitsColumns(hf: HfModel, split: NodeProto, width: number): boolean {
+  const sizes = split.input[1] ? hf.index.constantValue(split.input[1]) : undefined;
+  const list = sizes ? Array.from(sizes as ArrayLike<number | bigint>, Number) : intsAttribute(split, 'split');
+  return !list || list.length === 0 || list.reduce((a, b) => a + b, 0) === width;
 }
 
 function opsetOf(model: ModelProto): number {
@@ -195,7 +224,7 @@ function checkDangling(graph: GraphProto, file: string): void {
  * (see `overrides.ts`). Edits `hf.onnx.model` in memory (never the file): load the model afresh
  * for anything else.
  */
-export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly WeightOverride[] = []): ModelProto {
+export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly WeightOverride[] = [], requantized: Requantized[] = []): ModelProto {
   const model = hf.onnx.model;
   const graph = model.graph!;
   const resolved = resolveOverrides(hf, plan, overrides);
@@ -208,7 +237,7 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
 
   const editor = new GraphEditor(graph, hf.index, Number(model.irVersion ?? 0));
   const at = (i: number) => `${hf.file}: layer ${i}`;
-  for (const [m, cut] of collectCuts(hf, plan)) applyCut(hf, editor, m, cut, resolved.get(m));
+  for (const [m, cut] of collectCuts(hf, plan)) applyCut(hf, editor, m, cut, resolved.get(m), requantized);
 
   // Counts in shape constants: FFN widths, head counts, the fused q/k/v Split sizes.
   const stopNodes = new Set(hf.match.multiplies.map((m) => m.node));
@@ -220,13 +249,42 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
     const kept = keptShape(hf.graph.layers[i]!, plan.layers[i]!);
     if (!kept) return;
     const width = hf.graph.layers[i]!.ffn.width;
-    if (kept.ffnWidth !== width) rewriteFfnShapes(editor, ffnShapeTargets(hf.index, lm, stopNodes, stopTensors), width, kept.ffnWidth, at(i), claims);
+    if (kept.ffnWidth !== width) {
+      rewriteFfnShapes(editor, ffnShapeTargets(hf.index, lm, stopNodes, stopTensors), width, kept.ffnWidth, at(i), claims);
+      // A packed gate-up projection cut by Slices: their bounds among the kept columns.
+      if (lm.ffn.upColumns && lm.ffn.gateColumns) {
+        const { gateColumns, upColumns } = lm.ffn;
+        const keptColumns = plan.layers[i]!.keptNeurons.flatMap((j) => [gateColumns[j]!, upColumns[j]!]).sort((x, y) => x - y);
+        const total = lm.ffn.up.weight.shape[1] as number;
+        rewriteCutBounds(editor, lm.ffn.gateCut, lm.ffn.gateColumns, keptColumns, total, at(i));
+        rewriteCutBounds(editor, lm.ffn.upCut, lm.ffn.upColumns, keptColumns, total, at(i));
+      }
+    }
     if (kept.heads === a.heads && kept.kvHeads === a.kvHeads) return;
-    const fused = lm.attention.q.split !== undefined;
+    // A Split that cuts the packed q/k/v columns themselves (GPT-2's c_attn); one that separates
+    // the parts on their own axis (ModernBERT's unbind, sizes [1, 1, 1]) keeps its sizes.
+    const fused = lm.attention.q.split !== undefined && splitsColumns(hf, lm.attention.q.split, lm.attention.q.multiply.weight.shape[1] as number);
     const fusedWidth = (heads: number, kvHeads: number) => (fused ? { fused: (heads + 2 * kvHeads) * a.headDim } : {});
     const before: HeadShape = { heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim, ...fusedWidth(a.heads, a.kvHeads) };
     const after: HeadShape = { heads: kept.heads, kvHeads: kept.kvHeads, headDim: a.headDim, ...fusedWidth(kept.heads, kept.kvHeads) };
     rewriteHeadShapes(editor, attentionShapeTargets(hf.index, lm, stopNodes, stopTensors), before, after, at(i), claims);
+    rewriteFusedHeads(lm.attention, a, kept);
+    const layer = hf.graph.layers[i]!;
+    const keptColumns = (role: 'q' | 'k' | 'v') => keptIndices(layer, layer.attention.matrices.find((m) => m.role === role)!, plan.layers[i]!)!;
+    cutPackedBias(hf, editor, lm.attention, { q: keptColumns('q'), k: keptColumns('k'), v: keptColumns('v') });
+    for (const norm of lm.attention.widthNorms ?? []) cutWidthNorm(hf, editor, norm, keptColumns(norm.role), at(i));
+    if (lm.attention.headBiases) {
+      const group = a.heads / a.kvHeads;
+      const keptHeads = plan.layers[i]!.keptGroups.flatMap((g) => Array.from({ length: group }, (_, j) => g * group + j));
+      for (const bias of lm.attention.headBiases) gatherHeadBias(editor, bias, keptHeads, at(i));
+    }
+    // Parts of a packed q/k/v projection cut by Slices (Phi-3): their bounds among the kept columns.
+    const packed = lm.attention.q.cut && lm.attention.q.multiply === lm.attention.k.multiply ? lm.attention.q.multiply : undefined;
+    if (packed) {
+      const columnsOf = (role: 'q' | 'k' | 'v') => sourceColumns(layer.attention.matrices.find((m) => m.role === role)!.source as MatrixSource);
+      const keptAll = (['q', 'k', 'v'] as const).flatMap((role) => keptColumns(role).map((c) => columnsOf(role)[c]!)).sort((x, y) => x - y);
+      for (const role of ['q', 'k', 'v'] as const) rewriteCutBounds(editor, lm.attention[role].cut, columnsOf(role), keptAll, packed.weight.shape[1] as number, at(i));
+    }
     if (fused) {
       const split = lm.attention.q.split!;
       const sizes = new Array<number>(split.output.length).fill(0);
@@ -269,6 +327,9 @@ export function pruneOnnxModel(hf: HfModel, plan: PrunePlan, overrides: readonly
   // Dropped layers: the residual stream skips them.
   hf.match.layers.forEach((lm, i) => {
     if (!plan.layers[i]!.dropped) return;
+    if (lm.fusedResidual) {
+      throw new Error(`${at(i)}: cannot drop the layer: its residual additions are fused into Skip*LayerNormalization nodes with the norms around it`);
+    }
     const producer = hf.index.producer(lm.output);
     if (!producer) throw new Error(`${at(i)}: the layer output '${lm.output}' has no producer`);
     const dead = editor.freshName(`${lm.output}_dropped`);

@@ -8,7 +8,8 @@
  * Which element is which is read from its position in the target, never from its value alone
  * (n_rep may equal the key-value head count, head_dim the head count):
  * - rank 5, `[B, kv, n_rep, S, D]` (repeat_kv): element 1 is the key-value head count, element 2
- *   n_rep (kept: units are whole key-value groups);
+ *   n_rep (kept: units are whole key-value groups); `[B, S, 3, heads, D]` (a packed q/k/v viewed
+ *   by part and head, without grouped-query attention): element 3 is the head count;
  * - rank 4, `[B, S, H, D]` or `[B, H, S, D]`: the head count is the one constant of elements 1
  *   and 2 that equals the query or key-value head count; element 3 is the head size;
  * - rank 2 or 3, `[B, S, W]` or `[-1, W]`: the last element is a width, heads * head_dim,
@@ -214,7 +215,11 @@ function rewriteElements(elements: readonly (number | undefined)[], before: Head
     throw new Error(`${where}: ${message} (${describe(elements)})`);
   };
   const swapCount = (v: number): number | undefined => (v === before.heads ? after.heads : v === before.kvHeads ? after.kvHeads : undefined);
-  if (r === 5) {
+  if (r === 5 && elements[2] === 3 && elements[3] === before.heads && before.heads === before.kvHeads) {
+    // A packed q/k/v viewed [B, S, 3, heads, D] (ModernBERT's Wqkv, nomic's einops): the heads.
+    out[3] = after.heads;
+    explained.add(1).add(2).add(3).add(4);
+  } else if (r === 5) {
     const [, kv, rep] = elements;
     if (kv !== undefined) {
       if (kv !== before.kvHeads) fail(`expected ${before.kvHeads} key-value heads before n_rep`);

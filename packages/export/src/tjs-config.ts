@@ -25,7 +25,7 @@ function basename(file: string): string {
 }
 
 /**
- * The `transformers.js_config` block for a model folder holding `files`, from the source's
+ * The `transformers.js_config` block for a model folder holding `files` (most precise first), from the source's
  * block `source` (other keys kept): `use_external_data_format` lists exactly the written files
  * with external data (one chunk each); `kv_cache_dtype`, when the source had one or a written
  * file's cache is not float32, maps each written dtype to its cache type. `undefined` when
@@ -36,6 +36,23 @@ export function transformersJsConfig(source: unknown, files: readonly WrittenOnn
   const external = files.filter((f) => f.externalData);
   if (external.length > 0) block['use_external_data_format'] = Object.fromEntries(external.map((f) => [basename(f.file), 1]));
   else delete block['use_external_data_format'];
+  const written = files.map((f) => f.dtype);
+  const fixDtype = (value: unknown): unknown => {
+    if (typeof value === 'string') return value === 'auto' || written.includes(value) ? value : written[0];
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, fixDtype(v)]));
+    }
+    return value;
+  };
+  if ('dtype' in block) block['dtype'] = fixDtype(block['dtype']);
+  const devices = block['device_config'];
+  if (typeof devices === 'object' && devices !== null && !Array.isArray(devices)) {
+    block['device_config'] = Object.fromEntries(
+      Object.entries(devices as Record<string, unknown>).map(([device, settings]) =>
+        typeof settings === 'object' && settings !== null && 'dtype' in settings ? [device, { ...(settings as object), dtype: fixDtype((settings as { dtype: unknown }).dtype) }] : [device, settings],
+      ),
+    );
+  }
   const caches = files.filter((f) => f.kvCacheType);
   if (caches.length > 0 && ('kv_cache_dtype' in block || caches.some((f) => f.kvCacheType !== 'float32'))) {
     block['kv_cache_dtype'] = Object.fromEntries(caches.map((f) => [f.dtype, f.kvCacheType]));

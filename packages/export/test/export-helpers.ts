@@ -8,7 +8,7 @@ import { tmpdir } from 'os';
 import { basename, dirname, join } from 'path';
 import * as ort from 'onnxruntime-node';
 import { keptIndices, type LayerPlan, type ModuleGraph, type PrunePlan, type WeightMatrix } from '@zerolm/core';
-import { loadHfModel, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
+import { DTYPE_FILES, loadHfModel, sourceColumns, type BiasSource, type HfModel, type MatrixSource, type ModelDtype } from '@zerolm/adapters';
 import { decodeTensorAsFloat32, makeTensor, saveModel, type TensorProto } from '@zerolm/onnx';
 import { fullContextGreedy, int64Tensor } from '@zerolm/runtime';
 import { DEFAULT_FIXTURES, fixturePath, type PlantedUnit } from '@zerolm/test-fixtures';
@@ -20,10 +20,8 @@ const transformers = require('@huggingface/transformers');
 export const EOS = 3;
 export const PROMPT = 'the keeper of the library';
 export const TEXT = 'the stranger found the farm on the north hill';
-const ONNX_FILES: Record<ModelDtype, string> = { fp32: 'model.onnx', q8: 'model_quantized.onnx', fp16: 'model_fp16.onnx' };
-
 export function onnxFile(dir: string, dtype: ModelDtype = 'fp32'): string {
-  return join(dir, 'onnx', ONNX_FILES[dtype]);
+  return join(dir, 'onnx', DTYPE_FILES[dtype]);
 }
 
 /** A fresh temporary folder and its removal. */
@@ -148,7 +146,7 @@ export async function generateBothWays(dir: string, dtype: ModelDtype, maxNew = 
 /** Values of a bias as the module graph points at them. */
 function biasValues(hf: HfModel, source: BiasSource): Float32Array {
   const all = decodeTensorAsFloat32(hf.index.constantTensor(source.tensor)!, { baseDir: hf.onnx.baseDir });
-  return all.slice(source.range[0], source.range[1]);
+  return Float32Array.from(sourceColumns(source), (i) => all[i]!);
 }
 
 /**
@@ -199,7 +197,7 @@ export function expectSameModuleGraph(actualModel: HfModel, expected: ModuleGrap
  * model).
  */
 export function writeMaskedReference(sourceDir: string, plan: PrunePlan, outDir: string): void {
-  cpSync(sourceDir, outDir, { recursive: true, filter: (src) => !/model_(quantized|fp16)\.onnx$/.test(src) });
+  cpSync(sourceDir, outDir, { recursive: true, filter: (src) => !/model_\w+\.onnx$/.test(src) });
   const hf = loadHfModel(sourceDir);
   const replaced = new Map<string, TensorProto>();
   const zeroRows = (matrix: WeightMatrix, keep: readonly number[]) => {
@@ -253,4 +251,63 @@ export function plantedPlan(name: keyof typeof DEFAULT_FIXTURES, dir = fixturePa
     };
   });
   return { source, plan: planFor(source.graph, choices) };
+}
+
+/** Formats whose activations onnxruntime quantizes per run (DynamicQuantizeLinear). */
+export const DYNAMIC_ACTIVATIONS: ReadonlySet<string> = new Set(['q8', 'int8', 'uint8']);
+
+/**
+ * The largest shortfall of a generated token's logit below the maximum at its step, relative to
+ * the step's logit range, in one full-context run over prompt + generated (causal, so position t
+ * sees what the greedy loop's step t saw).
+ */
+export async function shortfallOfChoices(file: string, prompt: readonly number[], generated: readonly number[]): Promise<number> {
+  const tokens = [...prompt, ...generated];
+  const session = await ort.InferenceSession.create(file);
+  try {
+    const n = tokens.length;
+    const feeds: Record<string, ort.Tensor> = { input_ids: int64Tensor(tokens, [1, n]), attention_mask: int64Tensor(tokens.map(() => 1), [1, n]) };
+    if (session.inputNames.includes('position_ids')) feeds['position_ids'] = int64Tensor(tokens.map((_, i) => i), [1, n]);
+    for (const meta of session.inputMetadata) {
+      if (!meta.name.startsWith('past_key_values.')) continue;
+      const shape = (meta as unknown as { shape: number[] }).shape;
+      feeds[meta.name] = new ort.Tensor('float32', new Float32Array(0), [1, shape[1]!, 0, shape[3]!]);
+    }
+    const logits = (await session.run(feeds))['logits'] as ort.Tensor;
+    const vocab = logits.dims[2] as number;
+    const data = logits.data as Float32Array;
+    let worst = 0;
+    generated.forEach((token, step) => {
+      const offset = (prompt.length + step - 1) * vocab;
+      let max = -Infinity;
+      let min = Infinity;
+      for (let v = 0; v < vocab; v++) {
+        max = Math.max(max, data[offset + v]!);
+        min = Math.min(min, data[offset + v]!);
+      }
+      worst = Math.max(worst, (max - data[offset + token]!) / (max - min));
+    });
+    return worst;
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * transformers.js's cached greedy generation on `dtype`'s file of `dir` against the full-context
+ * loop on the same file: the same tokens, or, where activations are quantized per run (one token
+ * with the cache, the whole sequence without), each cached choice within 5% of the step's logit
+ * range of the full-context maximum (a random token falls a third of the range short or more).
+ */
+export async function expectCachedGreedyMatches(dir: string, dtype: ModelDtype, maxNew = 8): Promise<number[]> {
+  const { cached, reference } = await generateBothWays(dir, dtype, maxNew);
+  if (DYNAMIC_ACTIVATIONS.has(dtype)) {
+    const generator = await loadPipeline('text-generation', dir, dtype);
+    const prompt = promptIds(generator);
+    await generator.dispose();
+    expect(await shortfallOfChoices(onnxFile(dir, dtype), prompt, cached)).toBeLessThan(0.05);
+  } else {
+    expect(cached).toEqual(reference);
+  }
+  return cached;
 }

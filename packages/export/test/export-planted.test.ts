@@ -3,7 +3,9 @@
  * fixtures, removing exactly the planted attention units and FFN neurons changes the outputs by
  * at most 1e-5; on a LLaMA whose whole layer 1 is zero, dropping that layer does too (pre-norm:
  * the layer adds nothing to the residual stream), and transformers.js generates the same tokens.
- * A post-norm BERT with a layer dropped loads, runs and has fewer layers.
+ * A post-norm BERT with a layer dropped loads, runs and has fewer layers. In llama-planted's
+ * quantized files the same units are removed: exactly where the cut keeps whole quantization
+ * blocks (int8), within the format's own rounding where blocks are re-quantized (q4, q4f16, bnb4).
  */
 import { join } from 'path';
 import type { ModelSpec } from '@zerolm/test-fixtures';
@@ -43,6 +45,43 @@ test.each(PLANTED)('%s: removing exactly the planted units changes the outputs b
   const after = await runDirect(onnxFile(out), IDS);
   expect(after.dims).toEqual(before.dims);
   expect(maxAbsDiff(after.output, before.output)).toBeLessThanOrEqual(1e-5);
+});
+
+function relativeError(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('llama-planted, quantized: removing exactly the planted units leaves the outputs as they were, within the format rounding', () => {
+  const exported = join(root.dir, 'llama-planted-formats');
+  let result: Awaited<ReturnType<typeof exportPrunedModel>>;
+  beforeAll(async () => {
+    const { plan } = plantedPlan('llama-planted');
+    result = await exportPrunedModel(fixturePath('llama-planted'), plan, exported);
+  });
+
+  test.each(['int8', 'q4', 'q4f16', 'bnb4'] as const)('%s', async (dtype) => {
+    const file = result.onnxFiles.find((f) => f.dtype === dtype)!;
+    const fp32 = await runDirect(onnxFile(fixturePath('llama-planted')), IDS);
+    const before = await runDirect(onnxFile(fixturePath('llama-planted'), dtype), IDS);
+    const after = await runDirect(onnxFile(exported, dtype), IDS);
+    expect(after.dims).toEqual(before.dims);
+    if (dtype === 'int8') {
+      // Sliced code for code; the removed units were exact zeros, so nothing else moves.
+      expect(file.requantized).toEqual([]);
+      expect(maxAbsDiff(after.output, before.output)).toBeLessThanOrEqual(1e-5);
+    } else {
+      // Blocks of o and down were cut (head size 8, block 32 / 64): those re-quantize, the rest is exact.
+      expect(file.requantized.length).toBeGreaterThan(0);
+      expect(file.requantized.every((r) => r.reason === 'cut through blocks')).toBe(true);
+      expect(relativeError(after.output, before.output)).toBeLessThan(relativeError(before.output, fp32.output));
+    }
+  });
 });
 
 test('a pre-norm decoder with its all-zero layer dropped computes the same and generates the same tokens', async () => {

@@ -1,8 +1,9 @@
 /**
  * The exporter is atomic and never touches its input: bad plans and bad output folders get
  * clear errors with nothing written; a non-empty output folder is replaced only with `force`
- * and only by a complete export; the input folder's bytes never change; ONNX files
- * transformers.js would not load are listed as skipped, not copied; extra files are written.
+ * and only by a complete export; the input folder's bytes never change; an ONNX file the
+ * exporter cannot write stops the export unless `dtypes` leaves it out (then it is listed as
+ * skipped, not copied); extra files are written.
  */
 import { createHash } from 'crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'fs';
@@ -13,6 +14,7 @@ import { loadHfModel, nonUniformPlan, planFor, tempRoot } from './export-helpers
 
 const root = tempRoot('export-safety');
 let input: string;
+let withUnknownFile: string;
 
 /** sha256 of every file under `dir`, by relative path. */
 function fingerprint(dir: string): Record<string, string> {
@@ -35,23 +37,38 @@ function entries(dir: string): string[] {
 
 beforeAll(() => {
   ensureFixtures(['llama-tiny']);
-  // A private copy with a file transformers.js would not load under any dtype, and a nested extra file.
+  // A private copy with a nested extra file, and one more with a model file the exporter does not write (q2).
   input = join(root.dir, 'input', 'llama-tiny');
   cpSync(fixturePath('llama-tiny'), input, { recursive: true });
-  writeFileSync(join(input, 'onnx', 'model_q4.onnx'), 'not exported');
   mkdirSync(join(input, 'extras'));
   writeFileSync(join(input, 'extras', 'notes.txt'), 'kept as is');
+  withUnknownFile = join(root.dir, 'input', 'llama-tiny-q2');
+  cpSync(input, withUnknownFile, { recursive: true });
+  writeFileSync(join(withUnknownFile, 'onnx', 'model_q2.onnx'), 'not exported');
 });
 afterAll(() => root.remove());
 
+test('a model file the exporter cannot write stops the export before anything is written', async () => {
+  const out = join(root.dir, 'out-q2', 'pruned');
+  const plan = nonUniformPlan(loadHfModel(withUnknownFile).graph);
+  await expect(exportPrunedModel(withUnknownFile, plan, out)).rejects.toThrow(/onnx\/model_q2\.onnx of .* is not a weight file the exporter writes .*; choose the files to write with dtypes \/ --dtypes/);
+  expect(entries(join(root.dir, 'out-q2'))).toEqual([]);
+});
+
 test('exports, copies the other files, lists skipped ONNX files, writes extra files; the input is untouched', async () => {
+  const input = withUnknownFile;
   const before = fingerprint(input);
   const out = join(root.dir, 'out', 'nested', 'pruned');
   const plan = nonUniformPlan(loadHfModel(input).graph);
-  const result = await exportPrunedModel(input, plan, out, { zerolm: { budget: 0.7 }, files: { 'plan.json': '{"x":1}', 'reports/summary.txt': 'ok' } });
+  const result = await exportPrunedModel(input, plan, out, {
+    zerolm: { budget: 0.7 },
+    files: { 'plan.json': '{"x":1}', 'reports/summary.txt': 'ok', 'reports/files.json': (written) => JSON.stringify(written.onnxFiles.map((f) => [f.dtype, f.file])) },
+    dtypes: ['fp32', 'fp16', 'q8'],
+  });
   expect(fingerprint(input)).toEqual(before);
   expect(result.outDir).toBe(out);
-  expect(result.skipped).toEqual(['onnx/model_q4.onnx']);
+  expect(result.skipped).toEqual(['onnx/model_q2.onnx']);
+  expect(JSON.parse(readFileSync(join(out, 'reports/files.json'), 'utf8'))).toEqual([['fp32', 'onnx/model.onnx'], ['fp16', 'onnx/model_fp16.onnx'], ['q8', 'onnx/model_quantized.onnx']]);
   expect(result.files).toEqual([
     'config.json',
     'extras/notes.txt',
@@ -60,6 +77,7 @@ test('exports, copies the other files, lists skipped ONNX files, writes extra fi
     'onnx/model_fp16.onnx',
     'onnx/model_quantized.onnx',
     'plan.json',
+    'reports/files.json',
     'reports/summary.txt',
     'tokenizer.json',
     'tokenizer_config.json',

@@ -2,8 +2,9 @@
  * Quantized (q8: MatMulInteger with int8 weights, per-tensor scales) and half-precision (fp16
  * with keep_io_types casts) files are pruned with the fp32 one: each loads in transformers.js
  * with its dtype and runs, maps back to `prunedGraph` of its own source graph (dequantized values
- * exactly), and a keep-everything export reproduces the q8 outputs exactly. GPT-2's q8 file keeps
- * its Conv1D Gemm in float and is pruned too.
+ * exactly), and a keep-everything export reproduces the q8 outputs exactly. GPT-2's q8 file has
+ * its Conv1D Gemms turned into quantized MatMul + Add, its q4 file keeps them in float (only the
+ * LM head is block-quantized); both are pruned.
  */
 import { join } from 'path';
 import { prunedGraph } from '@zerolm/core';
@@ -28,7 +29,7 @@ import {
 const CASES = [
   { name: 'bert-tiny', dtypes: ['q8', 'fp16'], files: ['onnx/model.onnx', 'onnx/model_fp16.onnx', 'onnx/model_quantized.onnx'] },
   { name: 'llama-tiny', dtypes: ['q8', 'fp16'], files: ['onnx/model.onnx', 'onnx/model_fp16.onnx', 'onnx/model_quantized.onnx'] },
-  { name: 'gpt2-tiny', dtypes: ['q8'], files: ['onnx/model.onnx', 'onnx/model_quantized.onnx'] },
+  { name: 'gpt2-tiny', dtypes: ['q8', 'q4'], files: ['onnx/model.onnx', 'onnx/model_q4.onnx', 'onnx/model_quantized.onnx'] },
 ] as const;
 const IDS = [2, 17, 40, 9, 33, 5, 61, 12];
 

@@ -85,9 +85,11 @@ export class GraphIndex {
   }
 
   /**
-   * The constant tensor behind `name`: an initializer, or the value of a Constant node (its
-   * `value` tensor, or `value_float(s)` / `value_int(s)` turned into a tensor). `undefined` when
-   * the value is computed at run time.
+   * The constant tensor behind `name`: an initializer, the value of a Constant node (its `value`
+   * tensor, or `value_float(s)` / `value_int(s)` turned into a tensor), or either of them passed on
+   * by `Identity` nodes (torch.onnx hands deduplicated parameters to their other users that way:
+   * `Identity(encoder.layer.0...bias) -> encoder.layer.1...bias`). `undefined` when the value is
+   * computed at run time. The tensor keeps the source's name; `initializer(name)` stays exact.
    */
   constantTensor(name: string): TensorProto | undefined {
     const initializer = this.initializers.get(name);
@@ -109,6 +111,7 @@ export class GraphIndex {
 
   private constantNodeTensor(name: string): TensorProto | undefined {
     const node = this.producers.get(name);
+    if (node?.opType === 'Identity' && (node.domain ?? '') === '' && node.input[0]) return this.constantTensor(node.input[0]);
     if (!node || node.opType !== 'Constant' || (node.domain ?? '') !== '') return undefined;
     const value = findAttribute(node, 'value');
     if (value?.t) return value.t;

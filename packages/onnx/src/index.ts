@@ -12,3 +12,4 @@ export * from './builders';
 export * from './model-file';
 export * from './graph';
 export * from './weights';
+export * from './quant';

@@ -22,6 +22,7 @@ import { OnnxError } from './errors';
 import type { GraphIndex } from './graph';
 import { DataType, dataTypeName, type NodeProto, type TensorProto } from './proto';
 import { decodeTensor, decodeTensorAsFloat32, tensorElementCount } from './tensor';
+import { bnb4Table, dequantizeBnb4 } from './quant/bnb4';
 
 /** How the scale and zero point of a quantized weight were found. */
 export type QuantizationScheme =
@@ -29,7 +30,8 @@ export type QuantizationScheme =
   | 'matmul-integer'
   | 'matmul-integer-to-float'
   | 'dynamic-quantize-matmul'
-  | 'matmul-nbits';
+  | 'matmul-nbits'
+  | 'matmul-bnb4';
 
 export interface WeightQuantization {
   readonly scheme: QuantizationScheme;
@@ -49,6 +51,8 @@ export interface WeightQuantization {
    */
   readonly bits?: number;
   readonly blockSize?: number;
+  /** `matmul-bnb4`: 1 (NF4) or 0 (FP4); the stored tensor is the packed `[N, K]` codes, the scale tensor the block absmax. */
+  readonly quantType?: number;
 }
 
 export interface ResolvedWeight {
@@ -137,6 +141,9 @@ interface StoredTensor {
 }
 
 function constantSource(index: GraphIndex, name: string): StoredTensor | undefined {
+  // An Identity of a constant is a constant to the index; here it is a step of the path, so the
+  // stored tensor is the one that holds the data.
+  if (index.producer(name)?.opType === 'Identity') return undefined;
   const tensor = index.constantTensor(name);
   if (!tensor) return undefined;
   return { name, tensor, source: index.initializer(name) ? 'initializer' : 'constant' };
@@ -446,6 +453,9 @@ export function resolveMatMulWeight(
   } else if (domain === 'com.microsoft' && op === 'MatMulNBits') {
     if (inputIndex !== 1) throw new OnnxError(`${nodeLabel(node)}: only the weight input B (1) can be resolved`);
     return resolveNBitsWeight(index, node, name, options);
+  } else if (domain === 'com.microsoft' && op === 'MatMulBnb4') {
+    if (inputIndex !== 1) throw new OnnxError(`${nodeLabel(node)}: only the weight input B (1) can be resolved`);
+    return resolveBnb4Weight(index, node, name, options);
   } else {
     throw new OnnxError(`${nodeLabel(node)}: cannot resolve weights of ${domain ? `${domain}.` : ''}${op} nodes`);
   }
@@ -502,6 +512,9 @@ function resolveNBitsWeight(index: GraphIndex, node: NodeProto, name: string, op
       `${where}: weight '${stored.name}' is ${dataTypeName(stored.tensor.dataType ?? 0)} [${dims.join(', ')}], expected UINT8 [${n}, ${kBlocks}, ${blob}]`,
     );
   }
+  if (stored.tensor.rawData && stored.tensor.rawData.byteLength !== n * kBlocks * blob) {
+    throw new OnnxError(`${where}: weight '${stored.name}' holds ${stored.tensor.rawData.byteLength} bytes, expected ${n * kBlocks * blob} for [${n}, ${kBlocks}, ${blob}]`);
+  }
   const scale = node.input[2];
   if (!scale) throw new OnnxError(`${where} has no scales input`);
   const scaleTensor = requireConstant(index, scale, 'scales', node);
@@ -552,6 +565,63 @@ function resolveNBitsWeight(index: GraphIndex, node: NodeProto, name: string, op
     shape: [k, n],
     transposed: true,
     quantization,
+    path,
+    storedValues,
+    values: () => transposeLastTwo(storedValues(), storedShape),
+    columnSquaredNorms: () => {
+      const values = storedValues();
+      const norms = new Float64Array(n);
+      for (let i = 0; i < values.length; i++) norms[Math.floor(i / k)]! += (values[i] as number) ** 2;
+      return norms;
+    },
+  };
+}
+
+/**
+ * MatMulBnb4: `Y = A · dequant(B)^T`, B the packed 4-bit codes of `W^T` flattened (`[N, K]`,
+ * high nibble first), one absmax per block of `block_size` flat values.
+ */
+function resolveBnb4Weight(index: GraphIndex, node: NodeProto, name: string, options: ResolveWeightOptions): ResolvedWeight | undefined {
+  const where = nodeLabel(node);
+  const k = intAttribute(node, 'K');
+  const n = intAttribute(node, 'N');
+  const blockSize = intAttribute(node, 'block_size');
+  const quantType = intAttribute(node, 'quant_type', 1);
+  if (!k || !n || !blockSize || k < 0 || n < 0 || ![16, 32, 64, 128, 256].includes(blockSize) || (quantType !== 0 && quantType !== 1)) {
+    throw new OnnxError(`${where}: unsupported or missing attributes K=${k}, N=${n}, block_size=${blockSize}, quant_type=${quantType}`);
+  }
+  if (intAttribute(node, 'transB', 1) !== 1) throw new OnnxError(`${where}: only transB=1 (the quantizer's layout) is supported`);
+  const path: NodeProto[] = [];
+  const stored = constantThroughIdentity(index, name, path);
+  if (!stored) return undefined;
+  const bytes = Math.ceil((n * k) / 2);
+  if (stored.tensor.dataType !== DataType.UINT8 || tensorElementCount(stored.tensor) !== bytes) {
+    throw new OnnxError(
+      `${where}: weight '${stored.name}' is ${dataTypeName(stored.tensor.dataType ?? 0)} [${stored.tensor.dims.join(', ')}], expected ${bytes} UINT8 bytes for K=${k}, N=${n}`,
+    );
+  }
+  const scale = node.input[2];
+  if (!scale) throw new OnnxError(`${where} has no absmax input`);
+  const absmaxTensor = requireConstant(index, scale, 'absmax', node);
+  const blocks = Math.ceil((n * k) / blockSize);
+  if (tensorElementCount(absmaxTensor) !== blocks) {
+    throw new OnnxError(`${where}: absmax '${scale}' holds ${tensorElementCount(absmaxTensor)} values, expected ${blocks}`);
+  }
+  bnb4Table(quantType);
+  const baseDir = options.baseDir;
+  const shape = { k, n, blockSize, quantType };
+  const storedValues = (): Float32Array =>
+    dequantizeBnb4({ packed: decodeTensor(stored.tensor, { baseDir }) as Uint8Array, absmax: decodeTensorAsFloat32(absmaxTensor, { baseDir }) }, shape);
+  const storedShape = [n, k];
+  return {
+    consumedName: name,
+    dataName: stored.name,
+    dataSource: stored.source,
+    dataType: DataType.UINT8,
+    storedShape,
+    shape: [k, n],
+    transposed: true,
+    quantization: { scheme: 'matmul-bnb4', scale, bits: 4, blockSize, quantType },
     path,
     storedValues,
     values: () => transposeLastTwo(storedValues(), storedShape),

@@ -3,7 +3,7 @@
  * sub-network to keep under a budget with the ZeroLM proxy (no data), and exports it as a real,
  * smaller model folder that transformers.js loads unchanged, with `plan.json` beside it.
  */
-import { loadHfModel, type HfModel } from '@zerolm/adapters';
+import { loadHfModel, type HfModel, type ModelDtype } from '@zerolm/adapters';
 import { graphCapacity, moduleParams, prunedGraph, resolveMeasure, scoreReport, type ModuleGraph, type PrunePlan } from '@zerolm/core';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -12,7 +12,7 @@ import { performance } from 'perf_hooks';
 import { calibrate, type CalibrationSummary } from './calibration/calibrate';
 import { readCalibrationText } from './calibration/text-sequences';
 import { compareModels, latencyBatch, measureLatencies, type CompareOptions, type ComparisonReport } from '@zerolm/compare';
-import { exportPrunedModel, type ExportResult, type WeightOverride } from '@zerolm/export';
+import { exportPrunedModel, exportRefusal, type ExportedOnnxFile, type ExportResult, type WeightOverride } from '@zerolm/export';
 import { ModelRunner, positionLimit, type Device } from '@zerolm/runtime';
 import {
   checkCorrection,
@@ -43,11 +43,30 @@ export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {
    * `none` writes the sliced weights.
    */
   correction?: CorrectionMethod;
+  /**
+   * The weight files to write (transformers.js dtypes; default every one the source holds),
+   * formats the source lacks converted from the pruned fp32 file (see @zerolm/export).
+   */
+  dtypes?: readonly ModelDtype[];
+}
+
+/** One weight file written, as plan.json records it. */
+export interface PlanFileOnnx {
+  dtype: string;
+  file: string;
+  bytes: number;
+  externalData?: { file: string; bytes: number };
+  /** `pruned` from the source's own file, or `converted from fp32` (a format the source lacks). */
+  from: string;
+  /** Block-quantized weights re-quantized instead of sliced, and why. */
+  requantized: { weight: string; reason: string }[];
 }
 
 /** What `plan.json` records: enough to audit and reproduce the pruning. */
 export interface PlanFile {
   source: string;
+  /** The source file the plan was made from (scored, calibrated): fp32 when present, else the most precise. */
+  dtype: string;
   family: string;
   measure: string;
   alpha: number;
@@ -71,6 +90,20 @@ export interface PlanFile {
   score: PlanResult['score'];
   layers: PlanFileLayer[];
   latency?: PlanResult['latency'];
+  /** Every weight file written (absent with `planOnly`). */
+  files?: PlanFileOnnx[];
+}
+
+/** plan.json's record of the files an export wrote. */
+export function planFileOnnx(files: readonly ExportedOnnxFile[]): PlanFileOnnx[] {
+  return files.map((f) => ({
+    dtype: f.dtype,
+    file: f.file,
+    bytes: f.bytes,
+    ...(f.externalData ? { externalData: { ...f.externalData } } : {}),
+    from: f.from,
+    requantized: f.requantized.map((r) => ({ weight: r.weight, reason: r.reason })),
+  }));
 }
 
 export interface PlanFileLayer {
@@ -140,6 +173,7 @@ export function planFile(model: HfModel, result: PlanResult, options: PruneOptio
   });
   return {
     source: path.resolve(model.dir),
+    dtype: model.dtype,
     family: model.config.modelType,
     measure: result.measure,
     alpha: result.alpha,
@@ -186,8 +220,8 @@ function latencyProbe(model: HfModel, seqLen: number, runs: number, device: Devi
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerolm-latency-'));
     const out = path.join(dir, 'candidate');
     try {
-      await exportPrunedModel(model.dir, plan, out, { verify: false });
-      const runner = await ModelRunner.open(loadHfModel(out), device ?? 'auto');
+      await exportPrunedModel(model.dir, plan, out, { verify: false, dtypes: [model.dtype] });
+      const runner = await ModelRunner.open(loadHfModel(out, { dtype: model.dtype }), device ?? 'auto');
       try {
         const batch = latencyBatch(Int32Array.from({ length: seqLen }, (_, i) => 5 + (i % 50)), 1, seqLen);
         const [stats] = await measureLatencies([() => runner.run(batch)], runs, 2);
@@ -206,7 +240,11 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   const started = performance.now();
   if (!options.planOnly && !options.out) throw new Error('name the output folder (out), or ask for the plan only (planOnly)');
   const correction = checkCorrection(options.correction ?? DEFAULT_CORRECTION);
-  const model = loadHfModel(modelDir);
+  // Planned from one file: fp32 when present, else the most precise format present (dequantized).
+  const model = loadHfModel(modelDir, { dtype: 'auto' });
+  // Refused before any calibration runs, rather than after the planning.
+  const refusal = options.planOnly ? undefined : exportRefusal(model);
+  if (refusal) throw new Error(`cannot prune ${model.file}: ${refusal}`);
   // A bad calibration text fails here, before any planning, whether or not a rule reads it.
   if (options.calibration?.text !== undefined) readCalibrationText(options.calibration.text);
   const seqLen = options.seqLen ?? 128;
@@ -215,8 +253,9 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
     throw new Error(`the latency is measured at ${seqLen} tokens (seqLen) but ${modelDir} reads at most ${limit} positions`);
   }
   const latencyOf = options.maxLatencyMs !== undefined ? latencyProbe(model, seqLen, options.latencyRuns ?? 10, options.device) : undefined;
-  const { correction: _correction, ...planOptions } = options;
+  const { correction: _correction, dtypes: _dtypes, ...planOptions } = options;
   void _correction;
+  void _dtypes;
   const searched = await planPrune(model.graph, { ...planOptions, model, ...(latencyOf ? { latencyOf } : {}) });
   const planMs = performance.now() - started;
 
@@ -257,9 +296,11 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
       importance: file.search.importance,
       correction: file.correction.method,
     },
-    files: { 'plan.json': `${JSON.stringify(file, null, 2)}\n` },
+    files: { 'plan.json': (written) => `${JSON.stringify({ ...file, files: planFileOnnx(written.onnxFiles) }, null, 2)}\n` },
     overrides,
+    ...(options.dtypes ? { dtypes: options.dtypes } : {}),
   });
+  file.files = planFileOnnx(exported.onnxFiles);
   return { plan: result, planFile: file, export: exported, overrides, timings: timings(performance.now() - exportStarted) };
 }
 
@@ -299,8 +340,12 @@ export async function pruneSweep(modelDir: string, options: SweepOptions): Promi
     variants.push({ fraction, dir, result });
     onVariant?.(fraction, result);
   }
+  // Compared on the file the plans were made from (fp32, or the most precise one present), when written.
+  const planned = variants[0]!.result.planFile.dtype as ModelDtype;
+  const comparedDtype = options.dtypes && !options.dtypes.includes(planned) ? undefined : planned;
   const comparison = await compareModels(modelDir, variants.map((v) => v.dir), {
     device: options.device,
+    ...(comparedDtype ? { dtype: comparedDtype } : {}),
     measure: resolveMeasure(options.measure ?? DEFAULT_PRUNE_MEASURE).name,
     alpha: options.alpha,
     ...compare,

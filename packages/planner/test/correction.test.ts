@@ -14,7 +14,7 @@ import { join } from 'path';
 import { exportPrunedModel, type WeightOverride } from '@zerolm/export';
 import { calibrate, clearCalibrationCache, prune } from '../src';
 import { biasValues } from '../src/calibration/ablation';
-import { generateBothWays, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, runDirect, tempRoot } from '../../export/test/export-helpers';
+import { expectCachedGreedyMatches, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, runDirect, tempRoot } from '../../export/test/export-helpers';
 
 const root = tempRoot('correction');
 beforeAll(() => ensureFixtures(['llama-tiny', 'gpt2-tiny', 'bert-tiny']));
@@ -109,8 +109,8 @@ describe('bias correction (FLAP)', () => {
       const written = loadHfModel(out, { dtype });
       const adds = written.onnx.model.graph!.node.filter((n) => n.opType === 'Add' && n.input.some((i) => i.includes('zerolm_bias')));
       expect(adds.length).toBe(withBias ? 0 : result.overrides.length);
-      const { cached, reference: full } = await generateBothWays(out, dtype, 5);
-      expect(cached).toEqual(full);
+      // q8 quantizes activations per run: its cached choices are checked up to that rounding.
+      expect((await expectCachedGreedyMatches(out, dtype, 5)).length).toBeGreaterThan(0);
     }
   });
 });
@@ -190,9 +190,8 @@ describe('refit correction', () => {
     if (source.config.decoder) {
       for (const dtype of ['fp32', 'q8', 'fp16'] as const) {
         if (!existsSync(onnxFile(out, dtype))) continue;
-        const { cached, reference: full } = await generateBothWays(out, dtype, 5);
-        expect(cached.length).toBeGreaterThan(0);
-        expect(cached).toEqual(full);
+        // q8 quantizes activations per run: its cached choices are checked up to that rounding.
+        expect((await expectCachedGreedyMatches(out, dtype, 5)).length).toBeGreaterThan(0);
       }
     } else {
       const extractor = await loadPipeline('feature-extraction', out);

@@ -11,6 +11,7 @@
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatExportBench, runExportBench } from './export';
+import { formatFormatsBench, runFormatsBench } from './formats';
 import { normalsSection } from './normals';
 import { formatPlanningBench, runPlanningBench } from './planning';
 import { rankSection } from './rank';
@@ -56,11 +57,19 @@ const exportSection: BenchSection = {
   },
 };
 
+const formatsSection: BenchSection = {
+  name: 'formats',
+  title: 'prune the generated LLaMA-shaped model from its fp32, q4 and q4f16 files: time and peak memory; q4 latency ratio',
+  async run(context) {
+    context.print(formatFormatsBench(await runFormatsBench({ runs: context.quick ? 5 : 20, log: context.print })));
+  },
+};
+
 /**
  * Every section, in the order they run. Add new benchmarks here. (`npm run bench:quality`, which
  * needs trained models, stays a script of its own.)
  */
-export const BENCH_SECTIONS: readonly BenchSection[] = [rankSection, normalsSection, svdSection, scoringSection, planningSection, exportSection];
+export const BENCH_SECTIONS: readonly BenchSection[] = [rankSection, normalsSection, svdSection, scoringSection, planningSection, exportSection, formatsSection];
 
 export interface BenchOptions {
   only?: string[];

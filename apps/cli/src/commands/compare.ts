@@ -7,6 +7,7 @@ import {
   type ComparisonReport,
   type FidelityMetric,
 } from '@zerolm/compare';
+import { DTYPES_BY_PRECISION, type ModelDtype } from '@zerolm/adapters';
 import { DEVICES, type Device } from '@zerolm/runtime';
 import type { CommandModule } from 'yargs';
 import { writeFileAtomic } from '../output/files';
@@ -24,7 +25,7 @@ interface CompareArgs {
   warmup: number;
   maxSamples?: number;
   device: Device;
-  dtype?: 'fp32' | 'q8' | 'fp16';
+  dtype?: ModelDtype;
   measure: string;
   alpha: number;
   json: boolean;
@@ -51,7 +52,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
         describe: `onnxruntime provider (${DEVICES.join(', ')}): auto tries CUDA, then CPU`,
         coerce: oneOf('device', DEVICES),
       })
-      .option('dtype', { type: 'string', describe: 'which ONNX file of each folder: fp32 (default), q8, fp16', coerce: oneOf('dtype', ['fp32', 'q8', 'fp16'] as const) })
+      .option('dtype', { type: 'string', describe: `which ONNX file of each folder: ${DTYPES_BY_PRECISION.join(', ')} (default fp32)`, coerce: oneOf('dtype', DTYPES_BY_PRECISION) })
       .option('measure', measureOption)
       .option('alpha', alphaOption)
       .option('json', jsonOption)

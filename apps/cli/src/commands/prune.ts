@@ -19,6 +19,7 @@ import {
   type SearchMethod,
 } from '@zerolm/planner';
 import { comparisonSvg, DEFAULT_FIDELITY_METRIC } from '@zerolm/compare';
+import { DTYPES_BY_PRECISION, type ModelDtype } from '@zerolm/adapters';
 import { DEVICES, type Device } from '@zerolm/runtime';
 import * as path from 'path';
 import type { CommandModule } from 'yargs';
@@ -57,6 +58,19 @@ interface PruneArgs {
   json: boolean;
   sweep?: number[];
   plot?: string;
+  dtypes?: ModelDtype[];
+}
+
+function dtypeList(value: string): ModelDtype[] {
+  const dtypes = String(value)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = dtypes.find((d) => !(DTYPES_BY_PRECISION as readonly string[]).includes(d));
+  if (unknown !== undefined || dtypes.length === 0) {
+    throw new UsageError(`--dtypes takes a comma-separated list of ${DTYPES_BY_PRECISION.join(', ')} (got "${value}")`);
+  }
+  return dtypes as ModelDtype[];
 }
 
 /** A budget: a fraction in (0, 1] of the Attention+FFN parameters (or FLOPs), or an absolute count > 1. */
@@ -152,6 +166,11 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       .option('json', jsonOption)
       .option('sweep', { type: 'string', describe: 'several parameter budgets, e.g. 0.9,0.75,0.5: one variant each in <out>/p90 ..., then compared with the input', coerce: sweepList })
       .option('plot', { type: 'string', describe: 'with --sweep: where to write the comparison SVG (default <out>/comparison.svg)' })
+      .option('dtypes', {
+        type: 'string',
+        describe: `weight files to write, e.g. fp32,q4f16 (${DTYPES_BY_PRECISION.join(', ')}; default: every one the model holds); one the model lacks is made from its pruned fp32 file as onnxruntime's quantizers make it`,
+        coerce: dtypeList,
+      })
       .check((args) => {
         const budgets = ['targetParams', 'targetFlops', 'sweep'].filter((k) => (args as Record<string, unknown>)[k] !== undefined);
         if (args.sweep !== undefined && budgets.length > 1) throw new UsageError('--sweep sets the parameter budgets itself: drop --target-params / --target-flops');
@@ -193,6 +212,7 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       fillBudget: args.fillBudget,
       force: args.force,
       onProgress,
+      ...(args.dtypes ? { dtypes: args.dtypes } : {}),
     };
     if (args.sweep) {
       const out = args.out!;
@@ -273,7 +293,7 @@ export function renderPrune(result: PruneResult): string {
   ].filter(Boolean);
   const provider = `${p.provider === 'typescript' ? 'TypeScript' : `onnxruntime ${p.provider}`}${p.providerReason ? ` (${p.providerReason})` : ''}`;
   const lines = [
-    `${p.source} (${p.family}): budget ${budget.join(', ')}`,
+    `${p.source} (${p.family}${p.dtype !== 'fp32' ? `, planned on its ${p.dtype} file` : ''}): budget ${budget.join(', ')}`,
     `Attention+FFN parameters ${formatCount(p.params.before)} -> ${formatCount(p.params.after)} (${pct(p.params.after, p.params.before)}), FLOPs/token ${formatCount(p.flops.before)} -> ${formatCount(p.flops.after)}`,
     `ZeroLM score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)} (measure ${p.measure}, alpha ${p.alpha}${p.variant === 'log' ? ', log' : ''})`,
     `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
@@ -283,7 +303,31 @@ export function renderPrune(result: PruneResult): string {
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
   ];
   if (p.latency) lines.push('', `latency ${formatNumber(p.latency.ms)} ms (limit ${p.latency.maxMs} ms, ${p.latency.checks.length} candidates timed)`);
-  if (result.export) lines.push('', `wrote ${result.export.outDir}: ${result.export.files.join(', ')}`);
-  else lines.push('', 'plan only: nothing written');
+  if (result.export) {
+    lines.push('', `wrote ${result.export.outDir}: ${result.export.files.join(', ')}`);
+    lines.push(...renderWeightFiles(p, result.export.skipped));
+  } else {
+    lines.push('', 'plan only: nothing written');
+  }
   return lines.join('\n');
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+}
+
+/** Every weight file written with its dtype and size (and what was re-quantized), and the source files left out. */
+function renderWeightFiles(p: PlanFile, skipped: readonly string[]): string[] {
+  const rows = (p.files ?? []).map((f) => {
+    const notes = [
+      f.from === 'pruned' ? '' : f.from,
+      f.externalData ? `+ ${f.externalData.file} ${mib(f.externalData.bytes)}` : '',
+      f.requantized.length > 0 ? `${f.requantized.length} weights re-quantized (${[...new Set(f.requantized.map((r) => r.reason))].join(', ')})` : '',
+    ].filter(Boolean);
+    return [f.dtype, f.file, mib(f.bytes), notes.join('; ')];
+  });
+  const out = ['', formatTable([{ header: 'dtype' }, { header: 'file' }, { header: 'size', numeric: true }, { header: '' }], rows)];
+  const left = skipped.filter((f) => f.endsWith('.onnx'));
+  if (left.length > 0) out.push(`not written (left out by --dtypes): ${left.join(', ')}`);
+  return out;
 }

@@ -1,5 +1,7 @@
 import { scoreReport, type InitMode, type ScoreReport, type ScoreVariant, type TaskHead } from '@zerolm/core';
-import { loadGraph } from '@zerolm/adapters';
+import { DTYPE_FILES, DTYPES_BY_PRECISION, loadGraph, type DtypeChoice } from '@zerolm/adapters';
+import { existsSync, statSync } from 'fs';
+import { join } from 'path';
 import type { CommandModule } from 'yargs';
 import { formatCount, formatNumber, formatTable } from '../output/table';
 import { alphaOption, jsonOption, measureOption, oneOf, variantOption } from './options';
@@ -29,16 +31,29 @@ export const scoreCommand: CommandModule<object, ScoreArgs> = {
         coerce: oneOf('init', ['sampled', 'expected'] as const),
         describe: 'specs only: draw weights (sampled) or use expected values of the init distribution',
       })
-      .option('dtype', { type: 'string', describe: 'model folders: which ONNX file to read: fp32 (default), q8, fp16', coerce: oneOf('dtype', ['fp32', 'q8', 'fp16'] as const) })
+      .option('dtype', {
+        type: 'string',
+        describe: `model folders: which ONNX file to read: ${DTYPES_BY_PRECISION.join(', ')}, or auto (the most precise present; the default when onnx/model.onnx is absent)`,
+        coerce: oneOf('dtype', ['auto', ...DTYPES_BY_PRECISION] as const),
+      })
       .option('json', jsonOption) as never,
   handler: async (args) => {
-    const graph = await loadGraph(args.input, { dtype: args.dtype as never });
+    const folder = existsSync(args.input) && statSync(args.input).isDirectory();
+    const requested = (args.dtype ?? (folder && !existsSync(join(args.input, 'onnx', DTYPE_FILES.fp32)) ? 'auto' : undefined)) as DtypeChoice | undefined;
+    const graph = await loadGraph(args.input, requested ? { dtype: requested } : {});
     const report = scoreReport(graph, { measure: args.measure, alpha: args.alpha, variant: args.variant, init: args.init });
-    process.stdout.write(args.json ? `${JSON.stringify({ ...report, dtype: args.dtype ?? (graph as { dtype?: string }).dtype })}\n` : `${renderScore(report)}\n`);
+    const dtype = graph.dtype;
+    if (args.json) {
+      process.stdout.write(`${JSON.stringify({ ...report, ...(dtype ? { dtype, file: `onnx/${DTYPE_FILES[dtype]}` } : {}) })}\n`);
+      return;
+    }
+    const picked = requested === 'auto' && dtype ? `--dtype auto read onnx/${DTYPE_FILES[dtype]} (${dtype}), the most precise ONNX file present\n\n` : '';
+    process.stdout.write(`${picked}${renderScore(report, dtype)}\n`);
   },
 };
 
-export function renderScore(report: ScoreReport): string {
+/** The score table; `dtype` other than fp32 is named in the header. */
+export function renderScore(report: ScoreReport, dtype?: string): string {
   const rows = report.layers.map((l) => [
     l.index,
     l.attention.kind,
@@ -52,7 +67,7 @@ export function renderScore(report: ScoreReport): string {
   const table = formatTable(['layer', 'mixer', 'heads', 'kv', 'head dim', 'attention', 'ffn width', 'ffn'], rows);
   const p = report.params;
   return [
-    `${report.model} (${report.family}), measure ${report.measure}, alpha ${report.alpha}${report.variant === 'log' ? ', log variant' : ''}`,
+    `${report.model} (${report.family}${dtype && dtype !== 'fp32' ? `, ${dtype}` : ''}), measure ${report.measure}, alpha ${report.alpha}${report.variant === 'log' ? ', log variant' : ''}`,
     '',
     table,
     '',

@@ -4,9 +4,9 @@
  */
 import { existsSync, readFileSync } from 'fs';
 import { join } from 'path';
+import { findFamily, registeredFamilies, type FamilyDefinition, type ModelFamily } from './families';
 
-/** Families that share a graph structure and an export pattern. */
-export type ModelFamily = 'encoder' | 'gpt2' | 'llama';
+export type { ModelFamily } from './families';
 
 export interface FamilyInfo {
   readonly family: ModelFamily;
@@ -14,16 +14,10 @@ export interface FamilyInfo {
   readonly decoder: boolean;
 }
 
-export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, FamilyInfo>> = {
-  bert: { family: 'encoder', decoder: false },
-  roberta: { family: 'encoder', decoder: false },
-  distilbert: { family: 'encoder', decoder: false },
-  electra: { family: 'encoder', decoder: false },
-  gpt2: { family: 'gpt2', decoder: true },
-  llama: { family: 'llama', decoder: true },
-  qwen2: { family: 'llama', decoder: true },
-  mistral: { family: 'llama', decoder: true },
-};
+/** The registered families by model_type (see `families/`), as they stand when this module loads. */
+export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, FamilyInfo>> = Object.fromEntries(
+  registeredFamilies().map((f) => [f.modelType, { family: f.group, decoder: f.decoder }]),
+);
 
 /** What `zerolm prune` records in config.json about the units it kept (see the planner). */
 export interface PrunedLayerRecord {
@@ -70,17 +64,18 @@ function stringField(raw: Record<string, unknown>, keys: readonly string[], fall
   return fallback;
 }
 
+/** The registered family of a model_type; an error naming the supported ones otherwise. */
+export function familyDefinition(modelType: unknown, where: string): FamilyDefinition {
+  const supported = registeredFamilies().map((f) => f.modelType).join(', ');
+  if (typeof modelType !== 'string' || modelType === '') throw new Error(`${where}: missing "model_type" (supported: ${supported})`);
+  const family = findFamily(modelType);
+  if (!family) throw new Error(`unsupported model family "${modelType}" (${where}); supported: ${supported}`);
+  return family;
+}
+
 export function familyOf(modelType: unknown, where: string): FamilyInfo & { modelType: string } {
-  if (typeof modelType !== 'string' || modelType === '') {
-    throw new Error(`${where}: missing "model_type" (supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')})`);
-  }
-  const info = SUPPORTED_MODEL_TYPES[modelType];
-  if (!info) {
-    throw new Error(
-      `unsupported model family "${modelType}" (${where}); supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')}`,
-    );
-  }
-  return { ...info, modelType };
+  const family = familyDefinition(modelType, where);
+  return { family: family.group, decoder: family.decoder, modelType: family.modelType };
 }
 
 function prunedLayers(raw: Record<string, unknown>, numLayers: number, where: string): PrunedLayerRecord[] | undefined {
@@ -102,40 +97,17 @@ function prunedLayers(raw: Record<string, unknown>, numLayers: number, where: st
 }
 
 export function normalizeConfig(raw: Record<string, unknown>, where = 'config.json'): NormalizedConfig {
-  const { modelType, family, decoder } = familyOf(raw['model_type'], where);
-  let numLayers: number;
-  let hiddenSize: number;
-  let heads: number;
-  let kvHeads: number;
-  let ffnWidth: number;
-  let activation: string;
-  let headDim: number | undefined;
-  switch (modelType) {
-    case 'distilbert':
-      numLayers = positiveInteger(raw, ['n_layers'], where);
-      hiddenSize = positiveInteger(raw, ['dim'], where);
-      heads = positiveInteger(raw, ['n_heads'], where);
-      kvHeads = heads;
-      ffnWidth = positiveInteger(raw, ['hidden_dim'], where);
-      activation = stringField(raw, ['activation'], 'gelu');
-      break;
-    case 'gpt2':
-      numLayers = positiveInteger(raw, ['n_layer', 'num_hidden_layers'], where);
-      hiddenSize = positiveInteger(raw, ['n_embd', 'hidden_size'], where);
-      heads = positiveInteger(raw, ['n_head', 'num_attention_heads'], where);
-      kvHeads = heads;
-      ffnWidth = optionalPositiveInteger(raw, ['n_inner'], where) ?? 4 * hiddenSize;
-      activation = stringField(raw, ['activation_function'], 'gelu_new');
-      break;
-    default:
-      numLayers = positiveInteger(raw, ['num_hidden_layers'], where);
-      hiddenSize = positiveInteger(raw, ['hidden_size'], where);
-      heads = positiveInteger(raw, ['num_attention_heads'], where);
-      kvHeads = optionalPositiveInteger(raw, ['num_key_value_heads'], where) ?? heads;
-      ffnWidth = positiveInteger(raw, ['intermediate_size'], where);
-      activation = stringField(raw, ['hidden_act'], family === 'llama' ? 'silu' : 'gelu');
-      headDim = optionalPositiveInteger(raw, ['head_dim'], where);
-  }
+  const definition = familyDefinition(raw['model_type'], where);
+  const { modelType, group: family, decoder, keys } = definition;
+  const numLayers = positiveInteger(raw, keys.layers, where);
+  const hiddenSize = positiveInteger(raw, keys.hidden, where);
+  const heads = positiveInteger(raw, keys.heads, where);
+  const kvHeads = (keys.kvHeads && optionalPositiveInteger(raw, keys.kvHeads, where)) ?? heads;
+  const ffnWidth = keys.ffnWidthDefault
+    ? (optionalPositiveInteger(raw, keys.ffnWidth, where) ?? keys.ffnWidthDefault(hiddenSize))
+    : positiveInteger(raw, keys.ffnWidth, where);
+  const activation = stringField(raw, keys.activation, keys.activationDefault);
+  let headDim = keys.headDim ? optionalPositiveInteger(raw, [keys.headDim], where) : undefined;
   if (heads % kvHeads !== 0) {
     throw new Error(`${where}: num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
   }
@@ -179,25 +151,14 @@ export interface ConfigShapeKeys {
 }
 
 export function configShapeKeys(modelType: string): ConfigShapeKeys {
-  familyOf(modelType, 'config.json');
-  switch (modelType) {
-    case 'distilbert':
-      return { layers: ['n_layers'], heads: ['n_heads'], ffnWidth: ['hidden_dim'] };
-    case 'gpt2':
-      return { layers: ['n_layer', 'num_hidden_layers'], heads: ['n_head', 'num_attention_heads'], ffnWidth: ['n_inner'] };
-    case 'llama':
-    case 'qwen2':
-    case 'mistral':
-      return {
-        layers: ['num_hidden_layers'],
-        heads: ['num_attention_heads'],
-        kvHeads: ['num_key_value_heads'],
-        ffnWidth: ['intermediate_size'],
-        headDim: 'head_dim',
-      };
-    default:
-      return { layers: ['num_hidden_layers'], heads: ['num_attention_heads'], ffnWidth: ['intermediate_size'] };
-  }
+  const { keys, writesHeadDim } = familyDefinition(modelType, 'config.json');
+  return {
+    layers: keys.layers,
+    heads: keys.heads,
+    ...(keys.kvHeads ? { kvHeads: keys.kvHeads } : {}),
+    ffnWidth: keys.ffnWidth,
+    ...(writesHeadDim && keys.headDim ? { headDim: keys.headDim } : {}),
+  };
 }
 
 export function readConfig(modelDir: string): NormalizedConfig {
@@ -213,20 +174,53 @@ export function readConfig(modelDir: string): NormalizedConfig {
   return normalizeConfig(raw as Record<string, unknown>, file);
 }
 
-/** ONNX file names transformers.js loads for each dtype. */
-export const DTYPE_FILES = { fp32: 'model.onnx', q8: 'model_quantized.onnx', fp16: 'model_fp16.onnx' } as const;
+/** ONNX file names transformers.js 4.3.1 loads for each dtype (`utils/dtypes.js` suffixes). */
+export const DTYPE_FILES = {
+  fp32: 'model.onnx',
+  fp16: 'model_fp16.onnx',
+  q8: 'model_quantized.onnx',
+  int8: 'model_int8.onnx',
+  uint8: 'model_uint8.onnx',
+  q4: 'model_q4.onnx',
+  q4f16: 'model_q4f16.onnx',
+  bnb4: 'model_bnb4.onnx',
+} as const;
 export type ModelDtype = keyof typeof DTYPE_FILES;
 
-export function onnxFileFor(modelDir: string, dtype: ModelDtype = 'fp32'): string {
-  const name = DTYPE_FILES[dtype];
-  if (!name) throw new Error(`unknown dtype "${dtype}" (known: ${Object.keys(DTYPE_FILES).join(', ')})`);
+/** Every dtype, most precise first: the order `auto` picks in (8-bit before 4-bit, float scales before float16). */
+export const DTYPES_BY_PRECISION: readonly ModelDtype[] = ['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'q4f16', 'bnb4'];
+
+/** A dtype, or `auto`: the most precise file the folder holds. */
+export type DtypeChoice = ModelDtype | 'auto';
+
+/** The dtypes whose files `onnx/` of `modelDir` holds, most precise first. */
+export function presentDtypes(modelDir: string): ModelDtype[] {
+  return DTYPES_BY_PRECISION.filter((d) => existsSync(join(modelDir, 'onnx', DTYPE_FILES[d])));
+}
+
+/** `dtype` itself, or for `auto` the most precise dtype present (an error naming the expected files when none is). */
+export function resolveDtype(modelDir: string, dtype: DtypeChoice = 'fp32'): ModelDtype {
+  if (dtype !== 'auto') {
+    if (!Object.prototype.hasOwnProperty.call(DTYPE_FILES, dtype)) {
+      throw new Error(`unknown dtype "${String(dtype)}" (known: auto, ${Object.keys(DTYPE_FILES).join(', ')})`);
+    }
+    return dtype;
+  }
+  const present = presentDtypes(modelDir);
+  if (present.length === 0) {
+    throw new Error(`no ONNX model in ${join(modelDir, 'onnx')} (expected one of ${Object.values(DTYPE_FILES).join(', ')})`);
+  }
+  return present[0]!;
+}
+
+export function onnxFileFor(modelDir: string, dtype: DtypeChoice = 'fp32'): string {
+  const resolved = resolveDtype(modelDir, dtype);
+  const name = DTYPE_FILES[resolved];
   const file = join(modelDir, 'onnx', name);
   if (!existsSync(file)) {
-    const present = Object.entries(DTYPE_FILES)
-      .filter(([, f]) => existsSync(join(modelDir, 'onnx', f)))
-      .map(([d]) => d);
+    const present = presentDtypes(modelDir);
     throw new Error(
-      `no onnx/${name} in ${modelDir} for dtype ${dtype}${present.length ? ` (available: ${present.join(', ')})` : ' (the folder has no ONNX model)'}`,
+      `no onnx/${name} in ${modelDir} for dtype ${resolved}${present.length ? ` (available: ${present.join(', ')}; --dtype auto picks ${present[0]})` : ' (the folder has no ONNX model)'}`,
     );
   }
   return file;

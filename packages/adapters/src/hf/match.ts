@@ -15,71 +15,57 @@
  *   goes through the nonlinearity alone.
  * - The residual Adds after the output and down projections give the layer boundaries.
  */
-import {
-  GraphIndex,
-  intAttribute,
-  OnnxError,
-  resolveMatMulWeight,
-  type NodeProto,
-  type ResolvedWeight,
-} from '@zerolm/onnx';
+import { GraphIndex, intAttribute, type NodeProto } from '@zerolm/onnx';
 import { matchHeads, type HeadMatch } from './heads';
+import { widthNorm, type WidthNorm } from './width-norms';
+import { headBiases, type HeadBias } from './head-bias';
+import { asRange, cutColumns } from './packing';
+import { FUSED_ATTENTION_OPS, matchFusedAttention } from './match-fused';
+import {
+  constantOperand,
+  dataInputs,
+  fail,
+  findWeightMultiplies,
+  forwardTo,
+  label,
+  MATMUL_OPS,
+  multiplyResult,
+  PASS_THROUGH,
+  SHAPE_OPS,
+  upstreamMultiplies,
+  type Projection,
+  type UpstreamHit,
+  type WeightMultiply,
+} from './walk';
 
-const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulIntegerToFloat', 'DynamicQuantizeMatMul', 'MatMulNBits']);
+export { dataInputs, multiplyResult, SHAPE_OPS, type Projection, type WeightMultiply } from './walk';
 
-/** Ops that compute shapes or indices, never activations: walks stop there. */
-export const SHAPE_OPS: ReadonlySet<string> = new Set(['Shape', 'Size', 'ConstantOfShape', 'Range', 'NonZero', 'EyeLike']);
-
-/** For ops whose later inputs are shapes, axes or sizes: which inputs carry activations. */
-const DATA_INPUTS: Readonly<Record<string, readonly number[]>> = {
-  Reshape: [0],
-  Expand: [0],
-  Slice: [0],
-  Split: [0],
-  Tile: [0],
-  Unsqueeze: [0],
-  Squeeze: [0],
-  Pad: [0],
-  Transpose: [0],
-  Cast: [0],
-  Where: [1, 2],
-  Dropout: [0],
-  ReduceMean: [0],
-  ReduceSum: [0],
-};
-
-/** A weight multiply: the MatMul-like node, its weight, and the float tensor it produces. */
-export interface WeightMultiply {
+/** How an attention block is written: torch.onnx's eager/SDPA ops around a Softmax, or one onnxruntime operator. */
+export interface FusedAttention {
+  /** The operator (`GroupQueryAttention`, `MultiHeadAttention`, `Attention`) that computes the attention. */
   readonly node: NodeProto;
-  readonly weight: ResolvedWeight;
-  /** The float result: the node's output, or (MatMulInteger) the output of the Mul by the scales. */
-  readonly output: string;
-  /** The Add of a constant bias right after (or, for Gemm, the Gemm itself with its C input). */
-  readonly bias?: { readonly add: NodeProto; readonly tensor: string; readonly output: string };
-}
-
-/** Where the output of a multiply ends after its bias. */
-export function multiplyResult(m: WeightMultiply): string {
-  return m.bias ? m.bias.output : m.output;
-}
-
-/** A projection: a weight multiply and, for fused q/k/v, which part of its output columns. */
-export interface Projection {
-  readonly multiply: WeightMultiply;
-  /** Index of the Split output that carries this projection (fused QKV); absent when unfused. */
-  readonly splitIndex?: number;
-  /** The Split node of a fused projection. */
-  readonly split?: NodeProto;
+  readonly op: string;
+  /** `RotaryEmbedding` nodes on the query and key paths (their `num_heads`, when set, counts heads). */
+  readonly rotary: readonly { readonly node: NodeProto; readonly role: 'q' | 'k' }[];
+  /** MultiHeadAttention's packed q|k|v bias (input 3), its elements of q, k and v. */
+  readonly packedBias?: { readonly tensor: string; readonly ranges: Readonly<Record<'q' | 'k' | 'v', readonly [number, number]>> };
 }
 
 export interface AttentionMatch {
+  /** The Softmax of the attention probabilities, or the fused attention operator. */
   readonly softmax: NodeProto;
+  /** Set when one onnxruntime operator computes the attention. */
+  readonly fused?: FusedAttention;
   readonly q: Projection;
   readonly k: Projection;
   readonly v: Projection;
   readonly o: WeightMultiply;
   /** Nodes between the projections and the output projection (reshapes, transposes, RoPE, ...). */
   readonly nodes: ReadonlySet<NodeProto>;
+  /** Per-head biases added to the scores from outside the layer (MPNet's relative position bias). */
+  readonly headBiases?: readonly HeadBias[];
+  /** Norms over a projection's whole width before the heads are split (OLMo 2's q/k norms). */
+  readonly widthNorms?: readonly WidthNorm[];
   /** Decoder cache tensors of this layer (graph input / output names). */
   readonly pastKey?: string;
   readonly pastValue?: string;
@@ -91,6 +77,11 @@ export interface FfnMatch {
   readonly up: WeightMultiply;
   readonly gate?: WeightMultiply;
   readonly down: WeightMultiply;
+  /** A packed gate-up projection (Phi-3's gate_up_proj, ModernBERT's Wi): the columns of each part, and the nodes cutting them. */
+  readonly upColumns?: readonly number[];
+  readonly gateColumns?: readonly number[];
+  readonly upCut?: NodeProto;
+  readonly gateCut?: NodeProto;
   /** Nodes between up/gate and down (the activation). */
   readonly nodes: ReadonlySet<NodeProto>;
 }
@@ -103,6 +94,10 @@ export interface LayerMatch {
   readonly input: string;
   /** The residual-stream tensor leaving the layer (the next layer's input). */
   readonly output: string;
+  /** GPT-NeoX's parallel residual: attention and FFN both read the layer input, their sum is added once. */
+  readonly parallel?: boolean;
+  /** The residual sums are computed inside Skip*LayerNormalization nodes (the layer cannot be bypassed by rewiring a tensor). */
+  readonly fusedResidual?: boolean;
 }
 
 export interface GraphMatch {
@@ -112,128 +107,6 @@ export interface GraphMatch {
   readonly multiplies: readonly WeightMultiply[];
   /** Task heads after the last layer (LM head, masked-LM head, pooler, classifier): never pruned. */
   readonly heads: readonly HeadMatch[];
-}
-
-class MatchError extends OnnxError {}
-
-function fail(message: string): never {
-  throw new MatchError(`cannot map the graph to Attention/FFN modules: ${message}`);
-}
-
-function label(node: NodeProto): string {
-  return `${node.opType} '${node.name ?? node.output[0] ?? '?'}'`;
-}
-
-/** The inputs of `node` that carry activations (not shapes, axes or sizes). */
-export function dataInputs(node: NodeProto): string[] {
-  const op = node.opType ?? '';
-  const indices = DATA_INPUTS[op];
-  const inputs = indices ? indices.map((i) => node.input[i]) : node.input;
-  return inputs.filter((n): n is string => !!n);
-}
-
-/** The constant operand of a binary node, if exactly one operand is constant. */
-function constantOperand(index: GraphIndex, node: NodeProto): string | undefined {
-  const [a, b] = node.input;
-  const ca = !!a && index.isConstant(a);
-  const cb = !!b && index.isConstant(b);
-  if (ca === cb) return undefined;
-  return ca ? a : b;
-}
-
-function findWeightMultiplies(index: GraphIndex, baseDir: string): WeightMultiply[] {
-  const found: WeightMultiply[] = [];
-  for (const node of index.graph.node) {
-    if (!MATMUL_OPS.has(node.opType ?? '')) continue;
-    const left = node.input[0];
-    if (!left || index.isConstant(left)) continue;
-    let weight: ResolvedWeight | undefined;
-    try {
-      weight = resolveMatMulWeight(index, node, 1, { baseDir });
-    } catch (error) {
-      if (error instanceof OnnxError) fail(`${label(node)}: ${error.message}`);
-      throw error;
-    }
-    if (!weight || weight.shape.length !== 2) continue;
-    let output = node.output[0] as string;
-    if (node.opType === 'MatMulInteger') {
-      // MatMulInteger -> Cast -> Mul(scales): the float result is the Mul's output.
-      const cast = index.consumers(output).find((c) => c.opType === 'Cast');
-      const mul = cast && index.consumers(cast.output[0] as string).find((c) => c.opType === 'Mul');
-      if (!mul) fail(`${label(node)} is not followed by Cast and Mul by its scales`);
-      output = mul.output[0] as string;
-    }
-    const cols = weight.shape[1] as number;
-    const gemmBias = node.opType === 'Gemm' ? node.input[2] : undefined;
-    if (gemmBias && index.isConstant(gemmBias)) {
-      found.push({ node, weight, output, bias: { add: node, tensor: gemmBias, output } });
-      continue;
-    }
-    const add = index.consumers(output).find((c) => c.opType === 'Add' && c.input.length === 2);
-    const biasTensor = add && constantOperand(index, add);
-    const biasLength = biasTensor ? index.constantTensor(biasTensor)?.dims.reduce((a, b) => a * Number(b), 1) : undefined;
-    const bias =
-      add && biasTensor && biasLength === cols && index.consumers(output).length === 1
-        ? { add, tensor: biasTensor, output: add.output[0] as string }
-        : undefined;
-    found.push(bias ? { node, weight, output, bias } : { node, weight, output });
-  }
-  return found;
-}
-
-interface UpstreamHit {
-  multiply: WeightMultiply;
-  splitIndex?: number;
-  split?: NodeProto;
-}
-
-/**
- * Weight multiplies reached walking back from `start` over data inputs; each branch stops at the
- * first multiply. Also returns the nodes crossed, and the graph inputs met (the decoder cache).
- */
-function upstreamMultiplies(
-  index: GraphIndex,
-  start: string,
-  byResult: ReadonlyMap<string, WeightMultiply>,
-): { hits: UpstreamHit[]; nodes: Set<NodeProto>; graphInputs: Set<string> } {
-  const hits = new Map<WeightMultiply, UpstreamHit>();
-  const nodes = new Set<NodeProto>();
-  const graphInputs = new Set<string>();
-  const seen = new Set<string>();
-  const stack: { tensor: string; splitIndex?: number; split?: NodeProto }[] = [{ tensor: start }];
-  while (stack.length > 0) {
-    const { tensor, splitIndex, split } = stack.pop()!;
-    if (seen.has(tensor)) continue;
-    seen.add(tensor);
-    const multiply = byResult.get(tensor);
-    if (multiply) {
-      const previous = hits.get(multiply);
-      if (previous && previous.splitIndex !== splitIndex) fail(`${label(multiply.node)} feeds one attention input through two different Split outputs`);
-      hits.set(multiply, { multiply, ...(splitIndex === undefined ? {} : { splitIndex, split: split! }) });
-      continue;
-    }
-    if (index.isRuntimeInput(tensor)) {
-      graphInputs.add(tensor);
-      continue;
-    }
-    const producer = index.producer(tensor);
-    if (!producer || SHAPE_OPS.has(producer.opType ?? '') || producer.opType === 'Constant') continue;
-    if (MATMUL_OPS.has(producer.opType ?? '') && !byResult.has(tensor)) {
-      // A multiply of two activations (e.g. scores @ V of another block): not on a projection path.
-      nodes.add(producer);
-    }
-    nodes.add(producer);
-    let nextSplit = splitIndex;
-    let nextSplitNode = split;
-    if (producer.opType === 'Split') {
-      nextSplit = producer.output.indexOf(tensor);
-      nextSplitNode = producer;
-    }
-    for (const input of dataInputs(producer)) {
-      if (!index.isConstant(input)) stack.push({ tensor: input, ...(nextSplit === undefined ? {} : { splitIndex: nextSplit, split: nextSplitNode! }) });
-    }
-  }
-  return { hits: [...hits.values()], nodes, graphInputs };
 }
 
 /** The MatMul of two run-time operands reached walking back from the Softmax input. */
@@ -265,31 +138,6 @@ function onlyHit(hits: UpstreamHit[], what: string, softmax: NodeProto): Upstrea
   return hits[0]!;
 }
 
-/** Follows a tensor forward through pass-through ops to the first consumers of the given kind. */
-function forwardTo(index: GraphIndex, start: string, accept: (node: NodeProto) => boolean, through: ReadonlySet<string>): { found: NodeProto[]; nodes: NodeProto[] } {
-  const found: NodeProto[] = [];
-  const nodes: NodeProto[] = [];
-  const seen = new Set<string>();
-  const queue = [start];
-  while (queue.length > 0) {
-    const tensor = queue.shift()!;
-    if (seen.has(tensor)) continue;
-    seen.add(tensor);
-    for (const consumer of index.consumers(tensor)) {
-      if (accept(consumer)) {
-        if (!found.includes(consumer)) found.push(consumer);
-      } else if (through.has(consumer.opType ?? '')) {
-        nodes.push(consumer);
-        for (const output of consumer.output) if (output) queue.push(output);
-      }
-    }
-  }
-  return { found, nodes };
-}
-
-// DynamicQuantizeLinear: in q8 exports the activation is quantized right before MatMulInteger.
-const PASS_THROUGH = new Set(['Transpose', 'Reshape', 'Cast', 'Identity', 'Dropout', 'Squeeze', 'Unsqueeze', 'Flatten', 'DynamicQuantizeLinear']);
-
 function matchAttention(index: GraphIndex, softmax: NodeProto, byResult: Map<string, WeightMultiply>, weightNodes: Set<NodeProto>): AttentionMatch {
   const scores = scoreMatMul(index, softmax, weightNodes);
   const queryWalk = upstreamMultiplies(index, scores.input[0] as string, byResult);
@@ -317,11 +165,13 @@ function matchAttention(index: GraphIndex, softmax: NodeProto, byResult: Map<str
   };
   const keyCache = cache(keyWalk, 'key');
   const valueCache = cache(valueWalk, 'value');
+  const biases = headBiases(index, scores, softmax);
   return {
     softmax,
-    q: projection(q),
-    k: projection(k),
-    v: projection(v),
+    ...(biases.length > 0 ? { headBiases: biases } : {}),
+    q: projection(index, q),
+    k: projection(index, k),
+    v: projection(index, v),
     o,
     nodes,
     ...(keyCache.past ? { pastKey: keyCache.past } : {}),
@@ -342,8 +192,18 @@ function castChain(index: GraphIndex, tensor: string): string[] {
   return out;
 }
 
-function projection(hit: UpstreamHit): Projection {
-  return hit.splitIndex === undefined ? { multiply: hit.multiply } : { multiply: hit.multiply, splitIndex: hit.splitIndex, split: hit.split! };
+/** The columns one cut takes of a multiply's features, when every path reached it through that one cut. */
+function cutOf(index: GraphIndex, hit: UpstreamHit): number[] | undefined {
+  const cut = hit.cuts.length === 1 ? hit.cuts[0] : undefined;
+  return cut ? cutColumns(index, hit.multiply, cut) : undefined;
+}
+
+function projection(index: GraphIndex, hit: UpstreamHit): Projection {
+  const split = hit.splitIndex === undefined ? {} : { splitIndex: hit.splitIndex, split: hit.split! };
+  const columns = cutOf(index, hit);
+  if (!columns) return { multiply: hit.multiply, ...split };
+  const range = asRange(columns);
+  return { multiply: hit.multiply, ...split, cut: hit.cuts[0]!.node, ...(range ? { columns: range } : { indices: columns }) };
 }
 
 const NONLINEAR_OPS = new Set(['Sigmoid', 'Tanh', 'Erf', 'Relu', 'Gelu', 'FastGelu', 'BiasGelu', 'QuickGelu', 'Silu', 'Swish', 'Softplus', 'Elu', 'LeakyRelu', 'HardSigmoid', 'Exp']);
@@ -352,6 +212,8 @@ function matchFfn(index: GraphIndex, down: WeightMultiply, byResult: Map<string,
   const walk = upstreamMultiplies(index, down.node.input[0] as string, byResult);
   const sources = walk.hits.map((h) => h.multiply);
   if (sources.length === 0 || sources.length > 2 || sources.some((m) => attentionMultiplies.has(m) || m === down)) return undefined;
+  const packed = sources.length === 1 ? packedGateUp(index, walk.hits[0]!, walk.nodes) : undefined;
+  if (packed) return { up: sources[0]!, gate: sources[0]!, down, nodes: walk.nodes, ...packed };
   // The activation between the projections works per token: nothing that mixes positions or
   // heads (a Reshape may only flatten tokens, as around GPT-2's Conv1D Gemm).
   for (const node of walk.nodes) if (['Transpose', 'Softmax', 'Concat', 'Split', 'Gather'].includes(node.opType ?? '')) return undefined;
@@ -368,25 +230,86 @@ function matchFfn(index: GraphIndex, down: WeightMultiply, byResult: Map<string,
   return { up, gate, down, nodes: walk.nodes };
 }
 
-/** What may sit between a projection and its residual Add (GPT-2's Conv1D reshapes back to [B, S, C]). */
-const RESIDUAL_PATH: ReadonlySet<string> = new Set(['Dropout', 'Identity', 'Cast', 'Reshape']);
-
-/** The Adds after `tensor` that add another run-time tensor (residual connections). */
-function residualAdds(index: GraphIndex, tensor: string): NodeProto[] {
-  return forwardTo(index, tensor, (n) => n.opType === 'Add' && n.input.every((i) => !!i && !index.isConstant(i)), RESIDUAL_PATH).found;
+/**
+ * One multiply reached through two cuts of its features, one going through the nonlinearity
+ * alone: a packed gate-up projection (the gate is the part through the activation).
+ */
+function packedGateUp(index: GraphIndex, hit: UpstreamHit, region: ReadonlySet<NodeProto>): { upColumns: number[]; gateColumns: number[]; upCut: NodeProto; gateCut: NodeProto } | undefined {
+  if (hit.cuts.length !== 2 || hit.cuts.some((c) => !c)) return undefined;
+  const parts = hit.cuts.map((cut) => ({ cut: cut!, columns: cutColumns(index, hit.multiply, cut!) }));
+  if (parts.some((p) => !p.columns)) return undefined;
+  const throughNonlinearity = parts.filter(({ cut }) => {
+    const reach = forwardTo(index, cut.output, (n) => NONLINEAR_OPS.has(n.opType ?? ''), new Set(['Cast', 'Identity', 'Mul', 'Div', 'Add']));
+    return reach.found.length > 0 && reach.found.every((n) => region.has(n));
+  });
+  if (throughNonlinearity.length !== 1) fail(`cannot tell the gate from the up part of the packed projection ${label(hit.multiply.node)}`);
+  const gate = throughNonlinearity[0]!;
+  const up = parts.find((p) => p !== gate)!;
+  return { upColumns: up.columns!, gateColumns: gate.columns!, upCut: up.cut.node, gateCut: gate.cut.node };
 }
 
-/** The first Add after `tensor` that adds another run-time tensor (the residual connection). */
-function residualAdd(index: GraphIndex, tensor: string, what: string): NodeProto {
-  const found = residualAdds(index, tensor);
+/**
+ * What may sit between a projection and its residual Add: GPT-2's Conv1D reshapes back to
+ * [B, S, C]; a norm of the sublayer's output (OLMo 2, Gemma: decomposed RMSNorm or LayerNorm, or
+ * the single op); a constant scale (Granite's residual_multiplier).
+ */
+const RESIDUAL_PATH: ReadonlySet<string> = new Set([
+  'Dropout', 'Identity', 'Cast', 'Reshape',
+  'LayerNormalization', 'SimplifiedLayerNormalization', 'Pow', 'ReduceMean', 'Sub', 'Sqrt', 'Div', 'Reciprocal', 'Add', 'Mul',
+]);
+
+const SKIP_NORMS: ReadonlySet<string> = new Set(['SkipLayerNormalization', 'SkipSimplifiedLayerNormalization']);
+
+/**
+ * Where a sublayer's result joins the residual stream: an Add of two run-time tensors, or an
+ * onnxruntime Skip(Simplified)LayerNormalization, which adds its first two inputs and normalises
+ * the sum (output 3 is the sum, when written; output 0 the normalised sum).
+ */
+interface ResidualJoin {
+  readonly node: NodeProto;
+  /** The residual stream entering (the other operand). */
+  readonly input: string;
+  /** The sum (the residual stream leaving), when it exists as a tensor. */
+  readonly sum?: string;
+  /** The normalised sum (Skip*LayerNormalization output 0). */
+  readonly normed?: string;
+}
+
+function joinsAfter(index: GraphIndex, tensor: string): ResidualJoin[] {
+  const found = new Map<NodeProto, ResidualJoin>();
+  const seen = new Set<string>([tensor]);
+  const queue = [tensor];
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    for (const consumer of index.consumers(current)) {
+      const op = consumer.opType ?? '';
+      const slot = consumer.input.indexOf(current);
+      if (op === 'Add' && consumer.input.length === 2 && consumer.input.every((i) => !!i && !index.isConstant(i))) {
+        if (!found.has(consumer)) found.set(consumer, { node: consumer, input: consumer.input[1 - slot]!, sum: consumer.output[0]! });
+        continue;
+      }
+      if (SKIP_NORMS.has(op) && (slot === 0 || slot === 1)) {
+        const sum = consumer.output[3];
+        if (!found.has(consumer)) found.set(consumer, { node: consumer, input: consumer.input[1 - slot]!, ...(sum ? { sum } : {}), normed: consumer.output[0]! });
+        continue;
+      }
+      if (!RESIDUAL_PATH.has(op)) continue;
+      for (const out of consumer.output) {
+        if (out && !seen.has(out)) {
+          seen.add(out);
+          queue.push(out);
+        }
+      }
+    }
+  }
+  return [...found.values()];
+}
+
+/** The residual join after `tensor`; GPT-NeoX's parallel `Add(mlp, attention)` is looked through by the caller. */
+function residualJoin(index: GraphIndex, tensor: string, what: string): ResidualJoin {
+  const found = joinsAfter(index, tensor);
   if (found.length !== 1) fail(`${what} does not flow into one residual Add (found ${found.length})`);
   return found[0]!;
-}
-
-function otherInput(node: NodeProto, tensor: string): string {
-  const other = node.input[0] === tensor ? node.input[1] : node.input[0];
-  if (!other) fail(`${label(node)} has a missing input`);
-  return other;
 }
 
 /** The tensor a post-norm layer ends with: the output of the norm after the residual Add. */
@@ -420,9 +343,14 @@ export function matchGraph(index: GraphIndex, baseDir: string): GraphMatch {
   const order = index.topologicalOrder();
   const position = new Map(order.map((n, i) => [n, i]));
 
-  const softmaxes = order.filter((n) => n.opType === 'Softmax');
-  if (softmaxes.length === 0) fail('no Softmax: this graph has no attention');
-  const attentions = softmaxes.map((s) => matchAttention(index, s, byResult, weightNodes));
+  const anchors = order.filter((n) => n.opType === 'Softmax' || (FUSED_ATTENTION_OPS.has(n.opType ?? '') && n.domain === 'com.microsoft'));
+  if (anchors.length === 0) fail('no Softmax and no fused attention operator: this graph has no attention');
+  const attentions = anchors.map((n) => {
+    const a = n.opType === 'Softmax' ? matchAttention(index, n, byResult, weightNodes) : matchFusedAttention(index, n, byResult, weightNodes);
+    if (a.q.multiply === a.k.multiply) return a;
+    const norms = (['q', 'k', 'v'] as const).map((role) => widthNorm(index, a[role].multiply, role)).filter((w): w is WidthNorm => !!w);
+    return norms.length > 0 ? { ...a, widthNorms: norms } : a;
+  });
   const attentionMultiplies = new Set<WeightMultiply>();
   for (const a of attentions) for (const m of [a.q.multiply, a.k.multiply, a.v.multiply, a.o]) attentionMultiplies.add(m);
 
@@ -432,7 +360,7 @@ export function matchGraph(index: GraphIndex, baseDir: string): GraphMatch {
     const ffn = matchFfn(index, m, byResult, attentionMultiplies);
     // A layer's FFN adds its result to the residual stream; a task head (the masked-LM
     // transform and decoder, a pooler and classifier) ends in an output instead.
-    if (ffn && residualAdds(index, multiplyResult(ffn.down)).length > 0) ffns.push(ffn);
+    if (ffn && joinsAfter(index, multiplyResult(ffn.down)).length > 0) ffns.push(ffn);
   }
   // A multiply consumed as up/gate of one FFN cannot also be a down: keep the outermost chain.
   const asSource = new Set(ffns.flatMap((f) => (f.gate ? [f.up, f.gate] : [f.up])));
@@ -443,44 +371,36 @@ export function matchGraph(index: GraphIndex, baseDir: string): GraphMatch {
   layersFfn.sort((a, b) => position.get(a.down.node)! - position.get(b.down.node)!);
 
   const layers: LayerMatch[] = [];
-  const residuals: { input: string; ffnResidual: string }[] = [];
+  const residuals: { input: string; ffn: ResidualJoin; parallel: boolean }[] = [];
   attentions.forEach((attention, i) => {
     const ffn = layersFfn[i]!;
-    if (!(position.get(attention.o.node)! < position.get(ffn.up.node)!)) {
-      fail(`layer ${i}: the FFN does not follow the attention block`);
-    }
-    const attnAdd = residualAdd(index, multiplyResult(attention.o), `the output projection of layer ${i}`);
-    const input = otherInput(attnAdd, forwardChainTensor(index, multiplyResult(attention.o), attnAdd));
-    const ffnAdd = residualAdd(index, multiplyResult(ffn.down), `the down projection of layer ${i}`);
-    residuals.push({ input, ffnResidual: ffnAdd.output[0] as string });
+    let attnJoin = residualJoin(index, multiplyResult(attention.o), `the output projection of layer ${i}`);
+    let ffnJoin = residualJoin(index, multiplyResult(ffn.down), `the down projection of layer ${i}`);
+    // Parallel residual (GPT-NeoX): `Add(mlp, attention)` first, then the residual Add.
+    const parallel = attnJoin.node === ffnJoin.node;
+    if (parallel) attnJoin = ffnJoin = residualJoin(index, attnJoin.sum!, `the summed sublayers of layer ${i}`);
+    else if (!(position.get(attention.o.node)! < position.get(ffn.up.node)!)) fail(`layer ${i}: the FFN does not follow the attention block`);
+    residuals.push({ input: attnJoin.input, ffn: ffnJoin, parallel });
   });
-  const norm = residuals.length > 1 && residuals[1]!.input !== residuals[0]!.ffnResidual ? 'post' : 'pre';
+  const norm = residuals.length > 1 && residuals[1]!.input !== residuals[0]!.ffn.sum ? 'post' : 'pre';
   attentions.forEach((attention, i) => {
+    const r = residuals[i]!;
     const last = i === attentions.length - 1;
+    // The last layer of a graph whose final norm is fused with the residual add (onnxruntime
+    // genai's SkipSimplifiedLayerNormalization) has no sum tensor: its output is the normalised one.
     const output = !last
       ? residuals[i + 1]!.input
       : norm === 'pre'
-        ? residuals[i]!.ffnResidual
-        : postNormOutput(index, residuals[i]!.ffnResidual);
-    layers.push({ index: i, attention, ffn: layersFfn[i]!, input: residuals[i]!.input, output });
+        ? (r.ffn.sum ?? r.ffn.normed!)
+        : (r.ffn.normed ?? postNormOutput(index, r.ffn.sum!));
+    const fusedResidual = SKIP_NORMS.has(r.ffn.node.opType ?? '') || (!last && SKIP_NORMS.has(index.producer(output)?.opType ?? ''));
+    layers.push({ index: i, attention, ffn: layersFfn[i]!, input: r.input, output, ...(r.parallel ? { parallel: true } : {}), ...(fusedResidual ? { fusedResidual: true } : {}) });
   });
   const claimed = new Set<WeightMultiply>(attentionMultiplies);
   for (const f of layersFfn) for (const m of [f.up, f.gate, f.down]) if (m) claimed.add(m);
   const hidden = attentions[0]!.o.weight.shape[1] as number;
   const heads = matchHeads(index, multiplies, claimed, layers[layers.length - 1]!.output, hidden);
   return { layers, norm, multiplies, heads };
-}
-
-/** The operand of `add` that descends from `tensor` (through dropout/identity). */
-function forwardChainTensor(index: GraphIndex, tensor: string, add: NodeProto): string {
-  let current = tensor;
-  for (let guard = 0; guard < 8; guard++) {
-    if (add.input.includes(current)) return current;
-    const next = index.consumers(current).find((c) => RESIDUAL_PATH.has(c.opType ?? ''));
-    if (!next) break;
-    current = next.output[0] as string;
-  }
-  return fail(`cannot follow ${tensor} into its residual Add`);
 }
 
 /** Gemm's `transB` and friends are folded into `ResolvedWeight.transposed`; exposed for the exporter. */

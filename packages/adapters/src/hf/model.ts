@@ -3,22 +3,44 @@
  * from each module back to the ONNX nodes and initializers it came from (what an exporter needs).
  */
 import type { AttentionModule, BiasVector, FfnModule, FloatArray, Layer, MatrixRole, ModuleGraph, TaskHead, WeightMatrix } from '@zerolm/core';
-import { GraphIndex, intsAttribute, loadModel, type LoadedModel, type NodeProto } from '@zerolm/onnx';
-import { dirname } from 'path';
-import { onnxFileFor, readConfig, type ModelDtype, type NormalizedConfig } from './config';
+import { GraphIndex, intAttribute, intsAttribute, loadModel, OnnxError, type LoadedModel, type NodeProto } from '@zerolm/onnx';
+import { readFileSync } from 'fs';
+import { dirname, join } from 'path';
+import { findFamily } from './families';
+import { unsupportedFamilyMessage } from './unsupported';
+import { onnxFileFor, readConfig, resolveDtype, type DtypeChoice, type ModelDtype, type NormalizedConfig } from './config';
+import { asRange } from './packing';
 import { matchGraph, multiplyResult, type AttentionMatch, type GraphMatch, type LayerMatch, type WeightMultiply } from './match';
 
 /** Where a module matrix lives in the ONNX file. */
 export interface MatrixSource {
   readonly multiply: WeightMultiply;
-  /** Output columns of the multiply's weight that belong to this matrix (fused QKV: one third). */
+  /** Output columns of the multiply's weight that belong to this matrix (fused QKV: one third), as a range... */
   readonly columns: readonly [number, number];
+  /** ...or, where they are not one range (GPT-NeoX's per-head packing), as an explicit ascending list. */
+  readonly indices?: readonly number[];
 }
 
 export interface BiasSource {
   readonly tensor: string;
-  /** Elements of the bias tensor that belong to this matrix's output columns. */
+  /** Elements of the bias tensor that belong to this matrix's output columns... */
   readonly range: readonly [number, number];
+  /** ...or their explicit list. */
+  readonly indices?: readonly number[];
+}
+
+/** The output columns of a matrix in its multiply's weight (or of a bias in its tensor). */
+export function sourceColumns(source: { readonly columns?: readonly [number, number]; readonly range?: readonly [number, number]; readonly indices?: readonly number[] }): number[] {
+  if (source.indices) return [...source.indices];
+  const [start, end] = (source.columns ?? source.range)!;
+  return Array.from({ length: end - start }, (_, i) => start + i);
+}
+
+/** Columns of a matrix: a range `[start, end)` or an explicit list. */
+type Columns = readonly [number, number] | { readonly indices: readonly number[] };
+
+function columnList(columns: Columns): number[] {
+  return 'indices' in columns ? [...columns.indices] : sourceColumns({ columns });
 }
 
 export interface HfModel {
@@ -33,7 +55,8 @@ export interface HfModel {
 }
 
 export interface LoadHfModelOptions {
-  dtype?: ModelDtype;
+  /** Which file to read (default fp32); `auto`: the most precise one present. */
+  dtype?: DtypeChoice;
 }
 
 function shapeError(dir: string, message: string): never {
@@ -50,7 +73,10 @@ function splitSizes(index: GraphIndex, split: NodeProto, total: number): number[
 }
 
 /** Output columns of each projection: one multiply each, or one fused multiply cut by a Split. */
-function projectionColumns(index: GraphIndex, a: AttentionMatch, at: string): Record<'q' | 'k' | 'v', [number, number]> {
+function projectionColumns(index: GraphIndex, a: AttentionMatch, at: string): Record<'q' | 'k' | 'v', Columns> {
+  const cut = (role: 'q' | 'k' | 'v'): Columns | undefined => (a[role].indices ? { indices: a[role].indices! } : a[role].columns ? [a[role].columns![0], a[role].columns![1]] : undefined);
+  const [q, k, v] = [cut('q'), cut('k'), cut('v')];
+  if (q && k && v) return { q, k, v };
   const fused = a.q.multiply === a.k.multiply || a.q.multiply === a.v.multiply || a.k.multiply === a.v.multiply;
   if (!fused) {
     const cols = (role: 'q' | 'k' | 'v'): [number, number] => [0, a[role].multiply.weight.shape[1] as number];
@@ -72,11 +98,14 @@ function projectionColumns(index: GraphIndex, a: AttentionMatch, at: string): Re
   return { q: range('q'), k: range('k'), v: range('v') };
 }
 
-function sliceColumns(values: Float32Array, rows: number, cols: number, [start, end]: readonly [number, number]): Float32Array {
-  if (start === 0 && end === cols) return values;
-  const width = end - start;
+function sliceColumns(values: Float32Array, rows: number, cols: number, columns: Columns): Float32Array {
+  const list = columnList(columns);
+  if (list.length === cols) return values;
+  const range = 'indices' in columns ? undefined : columns;
+  const width = list.length;
   const out = new Float32Array(rows * width);
-  for (let r = 0; r < rows; r++) out.set(values.subarray(r * cols + start, r * cols + end), r * width);
+  if (range) for (let r = 0; r < rows; r++) out.set(values.subarray(r * cols + range[0], r * cols + range[1]), r * width);
+  else for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) out[r * width + c] = values[r * cols + list[c]!]!;
   return out;
 }
 
@@ -91,15 +120,18 @@ function checkFinite(values: FloatArray, name: string): void {
 /** Column norms of each multiply's weight, computed once: small (one number per column). */
 const columnNorms = new WeakMap<WeightMultiply, Float64Array>();
 
-function weightMatrix(role: MatrixRole, multiply: WeightMultiply, columns: readonly [number, number]): WeightMatrix {
+function weightMatrix(role: MatrixRole, multiply: WeightMultiply, columns: Columns): WeightMatrix {
   const [rows, allCols] = multiply.weight.shape as [number, number];
-  const name = columns[0] === 0 && columns[1] === allCols ? multiply.weight.dataName : `${multiply.weight.dataName}[:, ${columns[0]}:${columns[1]}]`;
-  const source: MatrixSource = { multiply, columns };
+  const list = columnList(columns);
+  const range = 'indices' in columns ? undefined : columns;
+  const name =
+    list.length === allCols ? multiply.weight.dataName : range ? `${multiply.weight.dataName}[:, ${range[0]}:${range[1]}]` : `${multiply.weight.dataName}[:, ${role} of ${list.length} packed columns]`;
+  const source: MatrixSource = range ? { multiply, columns: range } : { multiply, columns: [list[0]!, list[list.length - 1]! + 1], indices: list };
   return {
     name,
     role,
     rows,
-    cols: columns[1] - columns[0],
+    cols: list.length,
     // Not cached: a big model's matrices would all stay in memory. Consumers that reuse values
     // (the planner) keep what they need.
     values() {
@@ -111,7 +143,7 @@ function weightMatrix(role: MatrixRole, multiply: WeightMultiply, columns: reado
       let norms = columnNorms.get(multiply);
       if (!norms) columnNorms.set(multiply, (norms = multiply.weight.columnSquaredNorms()));
       let sum = 0;
-      for (let c = columns[0]; c < columns[1]; c++) sum += norms[c]!;
+      for (const c of list) sum += norms[c]!;
       if (!Number.isFinite(sum)) throw new Error(`weight ${name} holds NaN or infinite values: the model's weights must be finite`);
       return sum;
     },
@@ -119,10 +151,11 @@ function weightMatrix(role: MatrixRole, multiply: WeightMultiply, columns: reado
   };
 }
 
-function biasVector(role: MatrixRole, multiply: WeightMultiply, columns: readonly [number, number]): BiasVector[] {
+function biasVector(role: MatrixRole, multiply: WeightMultiply, columns: Columns): BiasVector[] {
   if (!multiply.bias) return [];
-  const source: BiasSource = { tensor: multiply.bias.tensor, range: columns };
-  return [{ name: multiply.bias.tensor, role, length: columns[1] - columns[0], source }];
+  const list = columnList(columns);
+  const source: BiasSource = 'indices' in columns ? { tensor: multiply.bias.tensor, range: [list[0]!, list[list.length - 1]! + 1], indices: list } : { tensor: multiply.bias.tensor, range: columns };
+  return [{ name: multiply.bias.tensor, role, length: list.length, source }];
 }
 
 function headsOf(width: number, headDim: number, what: string, dir: string, at: string): number {
@@ -140,9 +173,10 @@ function buildLayer(match: LayerMatch, config: NormalizedConfig, index: GraphInd
   const a = match.attention;
   const at = `layer ${match.index}`;
   const columns = projectionColumns(index, a, at);
-  const heads = headsOf(columns.q[1] - columns.q[0], headDim, 'query', dir, at);
-  const kvHeads = headsOf(columns.k[1] - columns.k[0], headDim, 'key', dir, at);
-  if (columns.v[1] - columns.v[0] !== kvHeads * headDim) shapeError(dir, `${at}: the value projection is not as wide as the key projection`);
+  const width = (role: 'q' | 'k' | 'v') => columnList(columns[role]).length;
+  const heads = headsOf(width('q'), headDim, 'query', dir, at);
+  const kvHeads = headsOf(width('k'), headDim, 'key', dir, at);
+  if (width('v') !== kvHeads * headDim) shapeError(dir, `${at}: the value projection is not as wide as the key projection`);
   if (heads % kvHeads !== 0) shapeError(dir, `${at}: ${heads} query heads cannot share ${kvHeads} key-value heads`);
   const pruned = config.prunedLayers?.[match.index];
   if (pruned && (pruned.heads !== heads || pruned.kvHeads !== kvHeads)) {
@@ -156,7 +190,14 @@ function buildLayer(match: LayerMatch, config: NormalizedConfig, index: GraphInd
   const biases: BiasVector[] = [];
   for (const role of ['q', 'k', 'v'] as const) {
     matrices.push(weightMatrix(role, a[role].multiply, columns[role]));
-    biases.push(...biasVector(role, a[role].multiply, columns[role]));
+    const packed = a.fused?.packedBias;
+    if (packed) biases.push({ name: packed.tensor, role, length: packed.ranges[role][1] - packed.ranges[role][0], source: { tensor: packed.tensor, range: packed.ranges[role] } satisfies BiasSource });
+    else biases.push(...biasVector(role, a[role].multiply, columns[role]));
+  }
+  checkFusedCounts(a, heads, kvHeads, dir, at);
+  for (const bias of a.headBiases ?? []) {
+    const columns = Number(index.constantTensor(bias.table)!.dims[1]);
+    if (columns !== heads) shapeError(dir, `${at}: the score bias table '${bias.table}' has ${columns} heads, the layer ${heads}`);
   }
   const [oRows, oCols] = a.o.weight.shape as [number, number];
   if (oRows !== heads * headDim) shapeError(dir, `${at}: the output projection reads ${oRows} features, expected ${heads} heads x ${headDim}`);
@@ -175,13 +216,27 @@ function buildLayer(match: LayerMatch, config: NormalizedConfig, index: GraphInd
   for (const [role, m] of [['up', f.up], ['gate', f.gate], ['down', f.down]] as const) {
     if (!m) continue;
     const [rows, cols] = m.weight.shape as [number, number];
-    const width = role === 'down' ? rows : cols;
+    // A packed gate-up projection: each role is its part of the columns.
+    const part = role === 'up' ? f.upColumns : role === 'gate' ? f.gateColumns : undefined;
+    const columns: Columns = part ? (asRange(part) ?? { indices: part }) : [0, cols];
+    const width = role === 'down' ? rows : columnList(columns).length;
     if (width !== ffnWidth) throw new Error(`${at}: the FFN ${role} projection has width ${width}, the down projection reads ${ffnWidth}`);
-    ffnMatrices.push(weightMatrix(role, m, [0, cols]));
-    ffnBiases.push(...biasVector(role, m, [0, cols]));
+    ffnMatrices.push(weightMatrix(role, m, columns));
+    ffnBiases.push(...biasVector(role, m, columns));
   }
   const ffn: FfnModule = { width: ffnWidth, activation: config.activation, matrices: ffnMatrices, biases: ffnBiases };
   return { index: match.index, attention, ffn };
+}
+
+/** A fused attention operator states its head counts in attributes; they must be the graph's. */
+function checkFusedCounts(a: AttentionMatch, heads: number, kvHeads: number, dir: string, at: string): void {
+  const node = a.fused?.node;
+  if (!node) return;
+  const stated = intAttribute(node, 'num_heads');
+  if (stated !== undefined && stated !== heads) shapeError(dir, `${at}: ${node.opType} '${node.name ?? ''}' has num_heads ${stated}, its projections hold ${heads} heads`);
+  const statedKv = intAttribute(node, 'kv_num_heads');
+  if (statedKv !== undefined && statedKv !== kvHeads) shapeError(dir, `${at}: ${node.opType} '${node.name ?? ''}' has kv_num_heads ${statedKv}, its projections hold ${kvHeads}`);
+  if (node.opType !== 'GroupQueryAttention' && heads !== kvHeads) shapeError(dir, `${at}: ${node.opType} needs as many key-value heads as query heads`);
 }
 
 /** Decoder caches are [batch, kv_heads, past, head_dim]; transformers.js allocates them from these dims. */
@@ -202,6 +257,8 @@ function checkCacheShapes(index: GraphIndex, name: string | undefined, kvHeads: 
  */
 function checkHeadReshape(index: GraphIndex, match: LayerMatch, heads: number, kvHeads: number, headDim: number, dir: string): void {
   for (const role of ['q', 'k'] as const) {
+    // A per-head packed projection is reshaped with the parts inside each head (GPT-NeoX).
+    if (match.attention[role].indices) continue;
     const expected = role === 'q' ? heads : kvHeads;
     const start = match.attention[role].split
       ? (match.attention[role].split!.output[match.attention[role].splitIndex!] as string)
@@ -238,9 +295,29 @@ export function reshapeConstants(index: GraphIndex, name: string): (number | und
 /** Initializer types that hold parameters (float and 8-bit quantized); int64/int32 hold shapes. */
 const PARAMETER_TYPES: ReadonlySet<number> = new Set([1, 2, 3, 10, 11, 16]);
 
-/** Parameters stored in the file outside the modules: embeddings, norms, heads. */
-function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
+/**
+ * Parameters stored in the file outside the modules: embeddings, norms, heads. A weight multiply
+ * outside the modules (the LM head) counts its logical `K x N`, whatever format packs it, and
+ * not its scales or zero points (nor does a quantized embedding table), so every format of a
+ * model counts the same.
+ */
+function otherParams(onnx: LoadedModel, layers: readonly Layer[], match: GraphMatch): number {
   const moduleTensors = new Set<string>();
+  let total = 0;
+  const inModules = new Set(layers.flatMap((l) => [...l.attention.matrices, ...l.ffn.matrices].map((m) => (m.source as MatrixSource).multiply)));
+  for (const m of match.multiplies) {
+    if (inModules.has(m) || moduleTensors.has(m.weight.dataName)) continue;
+    moduleTensors.add(m.weight.dataName);
+    if (m.weight.quantization) {
+      moduleTensors.add(m.weight.quantization.scale);
+      if (m.weight.quantization.zeroPoint) moduleTensors.add(m.weight.quantization.zeroPoint);
+    }
+    total += (m.weight.shape[0] as number) * (m.weight.shape[1] as number);
+  }
+  // A quantized embedding table counts its values, not its scale and zero point.
+  for (const node of onnx.model.graph?.node ?? []) {
+    if (node.opType === 'DequantizeLinear') node.input.slice(1).forEach((name) => moduleTensors.add(name));
+  }
   for (const layer of layers) {
     for (const m of [...layer.attention.matrices, ...layer.ffn.matrices]) {
       const weight = (m.source as MatrixSource).multiply.weight;
@@ -252,7 +329,6 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
     }
     for (const b of [...layer.attention.biases, ...layer.ffn.biases]) moduleTensors.add(b.name);
   }
-  let total = 0;
   for (const t of onnx.model.graph?.initializer ?? []) {
     if (!t.name || moduleTensors.has(t.name) || !PARAMETER_TYPES.has(t.dataType ?? 0)) continue;
     total += t.dims.reduce((a: number, b) => a * Number(b), 1);
@@ -260,32 +336,73 @@ function otherParams(onnx: LoadedModel, layers: readonly Layer[]): number {
   return total;
 }
 
-/** Parameters of the task heads after the last layer (each counted once, only what the head alone reads). */
+/**
+ * The task heads after the last layer, with their parameters counted as the module graph counts
+ * matrices (rows x cols and bias, whatever the stored format: a packed 4-bit weight holds two values
+ * a byte), plus the other parameters only the head reads (its norms); scales and zero points not at all.
+ */
 function taskHeads(onnx: LoadedModel, match: GraphMatch): TaskHead[] {
   const sizes = new Map<string, number>();
   for (const t of onnx.model.graph?.initializer ?? []) {
     if (t.name && PARAMETER_TYPES.has(t.dataType ?? 0)) sizes.set(t.name, t.dims.reduce((a: number, b) => a * Number(b), 1));
   }
-  return match.heads.map((head) => ({
-    kind: head.kind,
-    params: head.initializers.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0),
-    matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
-  }));
+  return match.heads.map((head) => {
+    const counted = new Set<string>();
+    let params = 0;
+    for (const m of head.multiplies) {
+      const q = m.weight.quantization;
+      for (const name of [m.weight.dataName, q?.scale, q?.zeroPoint, m.bias?.tensor]) if (name) counted.add(name);
+      params += (m.weight.shape[0] as number) * (m.weight.shape[1] as number) + (m.bias ? (m.weight.shape[1] as number) : 0);
+    }
+    for (const name of head.initializers) if (!counted.has(name)) params += sizes.get(name) ?? 0;
+    return {
+      kind: head.kind,
+      params,
+      matrices: head.multiplies.map((m) => ({ name: m.weight.dataName, rows: m.weight.shape[0] as number, cols: m.weight.shape[1] as number })),
+    };
+  });
+}
+
+/** config.json's model_type when it names no registered family (then the graph is read to say more). */
+function unregisteredModelType(dir: string): string | undefined {
+  try {
+    const modelType = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { model_type?: unknown }).model_type;
+    return typeof modelType === 'string' && modelType !== '' && !findFamily(modelType) ? modelType : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function loadHfModel(dir: string, options: LoadHfModelOptions = {}): HfModel {
+  const unknown = unregisteredModelType(dir);
+  if (unknown) {
+    let file: string | undefined;
+    try {
+      file = onnxFileFor(dir, resolveDtype(dir, options.dtype ?? 'fp32'));
+    } catch {
+      file = undefined;
+    }
+    throw new Error(unsupportedFamilyMessage(unknown, join(dir, 'config.json'), file));
+  }
   const config = readConfig(dir);
-  const dtype = options.dtype ?? 'fp32';
+  const dtype = resolveDtype(dir, options.dtype ?? 'fp32');
   const file = onnxFileFor(dir, dtype);
   const onnx = loadModel(file);
   if (!onnx.model.graph) throw new Error(`${file} has no graph`);
   const index = new GraphIndex(onnx.model.graph);
-  const match = matchGraph(index, dirname(file));
+  let match: GraphMatch;
+  try {
+    match = matchGraph(index, dirname(file));
+  } catch (error) {
+    // Name the file: a folder holds several, and the error is about one of them.
+    if (error instanceof OnnxError && !error.message.includes(file)) throw new OnnxError(`${file}: ${error.message}`, { cause: error });
+    throw error;
+  }
   if (match.layers.length !== config.numLayers) {
     shapeError(dir, `it declares ${config.numLayers} layers, the graph has ${match.layers.length}`);
   }
   const layers = match.layers.map((m) => buildLayer(m, config, index, dir));
   const base: ModuleGraph = { name: dir, family: config.modelType, hiddenSize: config.hiddenSize, layers };
-  const graph = { ...base, otherParams: otherParams(onnx, layers), heads: taskHeads(onnx, match), dtype };
+  const graph = { ...base, otherParams: otherParams(onnx, layers, match), heads: taskHeads(onnx, match), dtype };
   return { dir, dtype, file, config, onnx, index, match, graph };
 }

@@ -8,12 +8,13 @@
  *   states, ||h_full - h_removed||^2 per token (`last_hidden_state`, or the last layer's output
  *   where the export has only a task head's output).
  *
- * One session serves every candidate: in a copy of the fp32 graph every layer's `o` weight (and
- * its output bias, where there is one) is a graph input, and the graph itself computes the output
+ * One session serves every candidate: in a copy of the model's graph every layer's `o` weight
+ * (and its output bias, where there is one) is a float32 graph input (a quantized or float16
+ * `o` becomes a float32 MatMul for this), and the graph itself computes the output
  * (log-probabilities, or hidden states) and, against the full model's fed back in, the change at
  * every position.
  */
-import type { HfModel } from '@zerolm/adapters';
+import { multiplyResult, type HfModel } from '@zerolm/adapters';
 import { groupRange, hasPrunableHeads, type Layer } from '@zerolm/core';
 import { DataType, decodeTensorAsFloat32, intAttribute, makeNode, makeValueInfo } from '@zerolm/onnx';
 import { cacheInputs, fullPassFeeds, ort, type Device } from '@zerolm/runtime';
@@ -102,23 +103,54 @@ async function openKlSession(model: HfModel, device: Device, criterion: Ablation
     return copy;
   };
   const inputs: KlSession['inputs'] = [];
+  // Nodes to insert after a node of the copy; inserted once every lookup by position is done.
+  const insertions = new Map<(typeof original)[number], ReturnType<typeof makeNode>[]>();
   model.match.layers.forEach((lm, i) => {
     const multiply = lm.attention.o;
     const node = copyOf(multiply.node);
     const [rows, cols] = multiply.weight.shape as [number, number];
-    const transposed = node.opType === 'Gemm' && intAttribute(node, 'transB', 0) !== 0;
     const weight = edit.fresh(`zerolm/ablation/${i}/o`);
-    node.input[1] = weight;
-    graph.input.push(makeValueInfo(weight, DataType.FLOAT, transposed ? [cols, rows] : [rows, cols]));
-    let bias: string | undefined;
-    if (multiply.bias) {
-      bias = edit.fresh(`zerolm/ablation/${i}/o_bias`);
-      const add = copyOf(multiply.bias.add);
-      add.input = add.input.map((name) => (name === multiply.bias!.tensor ? bias! : name));
-      graph.input.push(makeValueInfo(bias, DataType.FLOAT, [cols]));
+    const bias = multiply.bias ? edit.fresh(`zerolm/ablation/${i}/o_bias`) : undefined;
+    if (bias) graph.input.push(makeValueInfo(bias, DataType.FLOAT, [cols]));
+    const plainFloat = (node.opType === 'MatMul' || node.opType === 'Gemm') && (node.domain ?? '') === '' && edit.activationType === DataType.FLOAT;
+    if (plainFloat) {
+      const transposed = node.opType === 'Gemm' && intAttribute(node, 'transB', 0) !== 0;
+      node.input[1] = weight;
+      graph.input.push(makeValueInfo(weight, DataType.FLOAT, transposed ? [cols, rows] : [rows, cols]));
+      if (bias) {
+        const add = copyOf(multiply.bias!.add);
+        add.input = add.input.map((name) => (name === multiply.bias!.tensor ? bias : name));
+      }
+      inputs.push({ weight, transposed, ...(bias ? { bias } : {}) });
+      return;
     }
-    inputs.push({ weight, transposed, ...(bias ? { bias } : {}) });
+    // Quantized or float16 multiplies: a float32 MatMul (and bias Add) takes their place, fed
+    // from the same activation and writing the same result; the old nodes' result goes nowhere.
+    graph.input.push(makeValueInfo(weight, DataType.FLOAT, [rows, cols]));
+    const activation = node.opType === 'MatMulInteger' ? model.index.producer(multiply.node.input[0]!)!.input[0]! : node.input[0]!;
+    const result = multiplyResult(multiply);
+    const producer = copyOf(model.index.producer(result)!);
+    producer.output = producer.output.map((o) => (o === result ? edit.fresh(`${result}/replaced`) : o));
+    const nodes: ReturnType<typeof makeNode>[] = [];
+    const at = `zerolm/ablation/${i}/o`;
+    let x = activation;
+    if (edit.activationType !== DataType.FLOAT) {
+      x = edit.fresh(`${at}/input_float`);
+      nodes.push(makeNode('Cast', [activation], [x], { to: DataType.FLOAT }, { name: edit.fresh(`${at}/Cast`) }));
+    }
+    const cast = edit.activationType !== DataType.FLOAT;
+    const product = !bias && !cast ? result : edit.fresh(`${at}/MatMul_output`);
+    nodes.push(makeNode('MatMul', [x, weight], [product], {}, { name: edit.fresh(`${at}/MatMul`) }));
+    let y = product;
+    if (bias) {
+      y = cast ? edit.fresh(`${at}/Add_output`) : result;
+      nodes.push(makeNode('Add', [product, bias], [y], {}, { name: edit.fresh(`${at}/Add`) }));
+    }
+    if (cast) nodes.push(makeNode('Cast', [y], [result], { to: edit.activationType }, { name: edit.fresh(`${at}/CastBack`) }));
+    insertions.set(producer, nodes);
+    inputs.push({ weight, transposed: false, ...(bias ? { bias } : {}) });
   });
+  for (const [after, nodes] of insertions) graph.node.splice(graph.node.indexOf(after) + 1, 0, ...nodes);
   const reference = edit.fresh('zerolm/ablation/reference');
   const difference = edit.fresh('zerolm/ablation/difference');
   const terms = edit.fresh('zerolm/ablation/terms');
@@ -135,6 +167,11 @@ async function openKlSession(model: HfModel, device: Device, criterion: Ablation
     );
   } else {
     logp = finalHidden(model);
+    if (edit.activationType !== DataType.FLOAT) {
+      const hidden = logp;
+      logp = edit.fresh('zerolm/ablation/hidden_float');
+      graph.node.push(makeNode('Cast', [hidden], [logp], { to: DataType.FLOAT }, { name: edit.fresh('zerolm/ablation/Cast') }));
+    }
     graph.node.push(
       makeNode('Sub', [reference, logp], [difference], {}, { name: edit.fresh('zerolm/ablation/Sub') }),
       makeNode('Mul', [difference, difference], [terms], {}, { name: edit.fresh('zerolm/ablation/Mul') }),

@@ -1,7 +1,8 @@
 /**
- * Editable copies of a model's fp32 ONNX graph for the calibration passes: extra outputs (the
- * inputs of `down` and `o`, reduced to their second moments inside the graph), weights turned
- * into graph inputs, and a session on the edited copy. The model's own file is only read.
+ * Editable copies of a model's ONNX graph (the file the plan is made from, in any weight format)
+ * for the calibration passes: extra outputs (the inputs of `down` and `o`, reduced to their
+ * second moments inside the graph, in float32), weights turned into graph inputs, and a session
+ * on the edited copy. The model's own file is only read.
  */
 import type { HfModel } from '@zerolm/adapters';
 import {
@@ -28,15 +29,17 @@ export interface EditableGraph {
   readonly baseDir: string;
   /** Version of the default ONNX domain the graph was written for. */
   readonly opset: number;
+  /**
+   * Element type of the activations between the graph's inputs and outputs: FLOAT16 in fp16 and
+   * q4f16 files (transformers.js's conversion keeps only the graph I/O in float32), else FLOAT.
+   */
+  readonly activationType: number;
   /** A name not used in the graph yet, derived from `base`. */
   fresh(base: string): string;
 }
 
 /** A fresh copy of the graph of `model`'s file (decoded again: edits never reach `model`). */
 export function editableCopy(model: HfModel): EditableGraph {
-  if (model.dtype !== 'fp32') {
-    throw new Error(`calibration runs the fp32 model (onnx/model.onnx); ${model.dir} was loaded as ${model.dtype}`);
-  }
   const loaded = loadModel(model.file);
   const proto = loaded.model;
   const graph = proto.graph!;
@@ -50,6 +53,7 @@ export function editableCopy(model: HfModel): EditableGraph {
     graph,
     baseDir: loaded.baseDir,
     opset,
+    activationType: model.dtype === 'fp16' || model.dtype === 'q4f16' ? DataType.FLOAT16 : DataType.FLOAT,
     fresh(base) {
       let name = base;
       for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
@@ -92,7 +96,13 @@ export function addMomentOutputs(edit: EditableGraph, tensor: string, width: num
   const gram = edit.fresh(`${prefix}/gram`);
   const sum = edit.fresh(`${prefix}/sum`);
   const nodes = edit.graph.node;
-  nodes.push(makeNode('Reshape', [tensor, shape], [flat], {}, { name: edit.fresh(`${prefix}/Reshape`) }));
+  let source = tensor;
+  if (edit.activationType !== DataType.FLOAT) {
+    // Sums of squares of float16 activations overflow float16: reduce in float32.
+    source = edit.fresh(`${prefix}/float`);
+    nodes.push(makeNode('Cast', [tensor], [source], { to: DataType.FLOAT }, { name: edit.fresh(`${prefix}/Cast`) }));
+  }
+  nodes.push(makeNode('Reshape', [source, shape], [flat], {}, { name: edit.fresh(`${prefix}/Reshape`) }));
   reduceSum(edit, flat, [0], false, sum);
   if (edit.opset >= 18) {
     const axes = addInt64Constant(edit, `${prefix}/mean_axes`, [0]);
