@@ -15,9 +15,9 @@
 import { DataType } from '@zerolm/onnx';
 import { ropeTables, rotary } from './decoders';
 import { attr, FLOAT32_MIN, GraphBuilder, type BuiltGraph } from './graph-builder';
-import { attentionCore, geluErf, linear, paddingMask, parameter } from './patterns';
+import { attentionCore, geluErf, linear, packedWeight, paddingMask, parameter } from './patterns';
 import type { ResolvedSpec } from './spec';
-import { drawTensor, plantedSlices, transpose, zeroColumns, zeroRows } from './weights';
+import { drawTensor, plantedSlices, transpose, zeroRows } from './weights';
 
 export const MODERNBERT = { globalRopeTheta: 160000, localRopeTheta: 10000, globalEvery: 3, localAttention: 128, normEps: 1e-5 } as const;
 
@@ -84,21 +84,7 @@ export function buildModernBert(spec: ResolvedSpec): BuiltGraph {
     const h = l === 0 ? x : layerNormNoBias(g, spec, `${s}/attn_norm`, x, `${p}.attn_norm`);
     const sizes = { batch: g.size(a, h, 0) };
     // Wqkv rows [q heads | k heads | v heads], drawn per part.
-    const part = (name: string) => {
-      const w = drawTensor(spec, `${p}.attn.${name}.weight`, 'matrix', H, width);
-      zeroColumns(w, H, width, planted.queryHeads, D);
-      return w;
-    };
-    const qkvWeight = g.foldedInitializer('MatMul', {
-      dataType: DataType.FLOAT,
-      dims: [H, 3 * width],
-      values: () => {
-        const parts = [part('Wq'), part('Wk'), part('Wv')];
-        const out = new Float32Array(H * 3 * width);
-        for (let r = 0; r < H; r++) parts.forEach((w, i) => out.set(w.subarray(r * width, (r + 1) * width), r * 3 * width + i * width));
-        return out;
-      },
-    });
+    const qkvWeight = packedWeight(g, spec, H, ['Wq', 'Wk', 'Wv'].map((name) => ({ key: `${p}.attn.${name}.weight`, width, zeroed: planted.queryHeads, unit: D })));
     const qkv = g.op1(`${a}/Wqkv`, 'MatMul', [h, qkvWeight]);
     const target = g.op1(a, 'Concat', [g.shapePiece(a, sizes.batch), g.constInt64(a, [-1]), g.constInt64(a, [3]), g.constInt64(a, [shape.heads]), g.constInt64(a, [D])], {
       attrs: [attr.int('axis', 0)],
@@ -119,21 +105,7 @@ export function buildModernBert(spec: ResolvedSpec): BuiltGraph {
     });
     const x1 = g.op1(s, 'Add', [x, attended]);
     const m = layerNormNoBias(g, spec, `${s}/mlp_norm`, x1, `${p}.mlp_norm`);
-    const ffnPart = (name: string) => {
-      const w = drawTensor(spec, `${p}.mlp.${name}.weight`, 'matrix', H, shape.ffn);
-      zeroColumns(w, H, shape.ffn, planted.neurons, 1);
-      return w;
-    };
-    const wiWeight = g.foldedInitializer('MatMul', {
-      dataType: DataType.FLOAT,
-      dims: [H, 2 * shape.ffn],
-      values: () => {
-        const parts = [ffnPart('Wi_input'), ffnPart('Wi_gate')];
-        const out = new Float32Array(H * 2 * shape.ffn);
-        for (let r = 0; r < H; r++) parts.forEach((w, i) => out.set(w.subarray(r * shape.ffn, (r + 1) * shape.ffn), r * 2 * shape.ffn + i * shape.ffn));
-        return out;
-      },
-    });
+    const wiWeight = packedWeight(g, spec, H, ['Wi_input', 'Wi_gate'].map((name) => ({ key: `${p}.mlp.${name}.weight`, width: shape.ffn, zeroed: planted.neurons, unit: 1 })));
     const [input, gate] = chunkTwo(g, `${s}/mlp`, g.op1(`${s}/mlp/Wi`, 'MatMul', [m, wiWeight]));
     const product = g.op1(`${s}/mlp`, 'Mul', [geluErf(g, `${s}/mlp/act`, input), gate]);
     const down = linear(g, spec, {

@@ -13,7 +13,7 @@
 import { DataType } from '@zerolm/onnx';
 import { ropeTables, rotary } from './decoders';
 import { attr, FLOAT32_MIN, GraphBuilder, type BuiltGraph } from './graph-builder';
-import { attentionCore, layerNorm, linear, paddingMask } from './patterns';
+import { attentionCore, layerNorm, linear, packedWeight, paddingMask } from './patterns';
 import type { ResolvedSpec } from './spec';
 import { drawTensor, plantedSlices, zeroColumns, zeroRows } from './weights';
 
@@ -43,21 +43,7 @@ export function buildNomicBert(spec: ResolvedSpec): BuiltGraph {
     const width = shape.heads * D;
     const batch = g.size(a, x, 0);
     const sequence = g.size(a, x, 1);
-    const part = (name: string) => {
-      const w = drawTensor(spec, `${p}.attn.${name}.weight`, 'matrix', H, width);
-      zeroColumns(w, H, width, planted.queryHeads, D);
-      return w;
-    };
-    const qkvWeight = g.foldedInitializer('MatMul', {
-      dataType: DataType.FLOAT,
-      dims: [H, 3 * width],
-      values: () => {
-        const parts = [part('Wq'), part('Wk'), part('Wv')];
-        const out = new Float32Array(H * 3 * width);
-        for (let r = 0; r < H; r++) parts.forEach((w, i) => out.set(w.subarray(r * width, (r + 1) * width), r * 3 * width + i * width));
-        return out;
-      },
-    });
+    const qkvWeight = packedWeight(g, spec, H, ['Wq', 'Wk', 'Wv'].map((name) => ({ key: `${p}.attn.${name}.weight`, width, zeroed: planted.queryHeads, unit: D })));
     const qkv = g.op1(`${a}/Wqkv`, 'MatMul', [x, qkvWeight]);
     // einops "... (three h d) -> ... three h d": the target from the traced sizes and the constants.
     const target = g.op1(a, 'Concat', [g.shapePiece(a, batch), g.shapePiece(a, sequence), g.constInt64(a, [3]), g.constInt64(a, [shape.heads]), g.constInt64(a, [D])], {

@@ -16,7 +16,7 @@
 import { DataType } from '@zerolm/onnx';
 import { appendCache, causalMask, declareIo, decoderConstants, embedding, lmHead, repeatKv, ropeTables, rotary } from './decoders';
 import { attr, GraphBuilder, INT64_MAX, type BuiltGraph } from './graph-builder';
-import { attentionCore, geluErf, layerNorm, linear, rmsNorm } from './patterns';
+import { attentionCore, geluErf, layerNorm, linear, packedWeight, rmsNorm } from './patterns';
 import type { ResolvedSpec } from './spec';
 import { drawTensor, plantedSlices, transpose, zeroColumns, zeroEntries, zeroRows } from './weights';
 
@@ -64,20 +64,6 @@ function partialRotary(g: GraphBuilder, scope: string, x: string, rot: number, c
   return g.op1(scope, 'Concat', [rotated, passed], { attrs: [attr.int('axis', -1)] });
 }
 
-/** A packed `[in, a | b | ...]` matrix from its parts (each `[in, width]`), as torch's `[out, in]` rows concatenated and transposed. */
-function concatColumns(parts: readonly Float32Array[], rows: number, widths: readonly number[]): Float32Array {
-  const total = widths.reduce((a, b) => a + b, 0);
-  const out = new Float32Array(rows * total);
-  for (let r = 0; r < rows; r++) {
-    let at = r * total;
-    parts.forEach((part, i) => {
-      out.set(part.subarray(r * widths[i]!, (r + 1) * widths[i]!), at);
-      at += widths[i]!;
-    });
-  }
-  return out;
-}
-
 export function buildPhi3(spec: ResolvedSpec): BuiltGraph {
   const g = new GraphBuilder();
   const io = declareIo(g, spec);
@@ -103,17 +89,12 @@ export function buildPhi3(spec: ResolvedSpec): BuiltGraph {
     const kvWidth = shape.kvHeads * D;
     const h = rmsNorm(g, spec, { scope: `${s}/input_layernorm`, input: x, prefix: `${p}.input_layernorm`, width: spec.hidden, epsilon: normEpsilon });
     const sizes = { batch: g.size(a, h, 0), sequence: g.size(a, h, 1) };
-    const part = (name: string, width: number, heads: number[]) => {
-      const w = drawTensor(spec, `${p}.self_attn.${name}.weight`, 'matrix', spec.hidden, width);
-      zeroColumns(w, spec.hidden, width, heads, D);
-      return w;
-    };
     // Drawn as q, k and v so that the truth has them apart; the file holds qkv_proj.
-    const qkvWeight = g.foldedInitializer('MatMul', {
-      dataType: DataType.FLOAT,
-      dims: [spec.hidden, qWidth + 2 * kvWidth],
-      values: () => concatColumns([part('q_proj', qWidth, planted.queryHeads), part('k_proj', kvWidth, planted.kvHeads), part('v_proj', kvWidth, planted.kvHeads)], spec.hidden, [qWidth, kvWidth, kvWidth]),
-    });
+    const qkvWeight = packedWeight(g, spec, spec.hidden, [
+      { key: `${p}.self_attn.q_proj.weight`, width: qWidth, zeroed: planted.queryHeads, unit: D },
+      { key: `${p}.self_attn.k_proj.weight`, width: kvWidth, zeroed: planted.kvHeads, unit: D },
+      { key: `${p}.self_attn.v_proj.weight`, width: kvWidth, zeroed: planted.kvHeads, unit: D },
+    ]);
     const qkv = g.op1(`${a}/qkv_proj`, 'MatMul', [h, qkvWeight]);
     const q = g.op1(a, 'Transpose', [viewHeads(g, a, sliceLast(g, a, qkv, 0, qWidth, 3), sizes, D)], { attrs: [attr.ints('perm', [0, 2, 1, 3])] });
     const k = g.op1(a, 'Transpose', [viewHeads(g, a, sliceLast(g, a, qkv, qWidth, qWidth + kvWidth, 3), sizes, D)], { attrs: [attr.ints('perm', [0, 2, 1, 3])] });
@@ -138,16 +119,7 @@ export function buildPhi3(spec: ResolvedSpec): BuiltGraph {
     });
     const x1 = g.op1(s, 'Add', [x, attended]);
     const h2 = rmsNorm(g, spec, { scope: `${s}/post_attention_layernorm`, input: x1, prefix: `${p}.post_attention_layernorm`, width: spec.hidden, epsilon: normEpsilon });
-    const ffnPart = (name: string) => {
-      const w = drawTensor(spec, `${p}.mlp.${name}.weight`, 'matrix', spec.hidden, shape.ffn);
-      zeroColumns(w, spec.hidden, shape.ffn, planted.neurons, 1);
-      return w;
-    };
-    const gateUpWeight = g.foldedInitializer('MatMul', {
-      dataType: DataType.FLOAT,
-      dims: [spec.hidden, 2 * shape.ffn],
-      values: () => concatColumns([ffnPart('gate_proj'), ffnPart('up_proj')], spec.hidden, [shape.ffn, shape.ffn]),
-    });
+    const gateUpWeight = packedWeight(g, spec, spec.hidden, ['gate_proj', 'up_proj'].map((name) => ({ key: `${p}.mlp.${name}.weight`, width: shape.ffn, zeroed: planted.neurons, unit: 1 })));
     const gateUp = g.op1(`${s}/mlp/gate_up_proj`, 'MatMul', [h2, gateUpWeight]);
     const [gate, up] = chunkLast(g, `${s}/mlp`, gateUp, 2) as [string, string];
     const act = `${s}/mlp/activation_fn`;

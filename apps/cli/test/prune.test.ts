@@ -1,3 +1,4 @@
+import { loadTokenizer } from '@zerolm/runtime';
 import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -38,7 +39,7 @@ describe('zerolm prune', () => {
     const result = runCli(['prune', fixturePath('llama-tiny'), '--target-params', '0.5', '--plan-only', '--evals', '50', '--calibration-samples', '8', '--calibration-length', '16']);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/importance self-generated \(attention by KL of its own predictions; FFN by OBS\)/);
-    expect(result.stdout).toMatch(/calibration: 8 x 16 tokens, seed 0, sampled from the model itself starting at its BOS token/);
+    expect(result.stdout).toMatch(/calibration self-generated, 8 x 16 tokens, seed 0: sampled from the model itself starting at its BOS token/);
     expect(result.stdout).toMatch(/correction refit \(\d+ matrices refitted\)/);
     expect(result.stdout).toMatch(/^time: calibration [\d.]+ s \(sequences [\d.]+ s, statistics [\d.]+ s\), importance [\d.]+ s, search [\d.]+ s, correction [\d.]+ s, export 0\.0 s, total [\d.]+ s$/m);
     // The forced rules real-size models get, named per layer with the reason.
@@ -51,8 +52,36 @@ describe('zerolm prune', () => {
     expect(json.importance.ffn).toEqual([expect.objectContaining({ method: 'energy' }), expect.objectContaining({ method: 'energy' })]);
     expect(Object.keys(json.timings)).toEqual(['calibrationMs', 'sequencesMs', 'statisticsMs', 'importanceMs', 'searchMs', 'correctionMs', 'exportMs', 'totalMs']);
     const help = runCli(['prune', '--help']).stdout;
-    expect(help).toMatch(/--importance +which units to keep inside a layer: magnitude, random, self-generated/);
+    expect(help).toMatch(/--importance +which units to keep inside a layer: magnitude, random, self-generated, wanda-sp,\s+flap/);
     expect(help).toMatch(/--correction/);
+  });
+
+  it('calibrates on a text file with --calibration-text, and plan.json records the file', async () => {
+    const text = path.join(dir, 'calibration.txt');
+    const line = 'the baker opened her shop before the sun came up , and the stranger asked where he might find the library';
+    fs.writeFileSync(text, Array.from({ length: 12 }, () => line).join('\n'));
+    const fileTokens = 12 * (await loadTokenizer(fixturePath('llama-tiny'))).encode(line).length;
+    const out = path.join(dir, 'llama-text');
+    const result = runCli(['prune', fixturePath('llama-tiny'), '--out', out, '--target-params', '0.5', '--evals', '50', '--calibration-text', text, '--calibration-samples', '8', '--calibration-length', '16']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`calibration text: ${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(sha256 [0-9a-f]{12}\\.\\.\\., 128 of its ${fileTokens} tokens\\), 8 x 16 tokens`));
+    const plan = JSON.parse(fs.readFileSync(path.join(out, 'plan.json'), 'utf8'));
+    expect(plan.calibration).toMatchObject({ source: 'text', samples: 8, length: 16, text: { file: text, lines: 12, fileTokens, tokensUsed: 128 } });
+    expect(plan.calibration.text.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const uniform = JSON.parse(runCli(['prune', fixturePath('llama-tiny'), '--target-params', '0.5', '--plan-only', '--json', '--evals', '50', '--calibration', 'uniform', '--calibration-samples', '4', '--calibration-length', '8']).stdout);
+    expect(uniform.calibration).toMatchObject({ source: 'uniform', samples: 4 });
+  });
+
+  it.each([
+    ['empty', '', /calibration text .*empty\.txt is empty/],
+    ['binary', Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x00, 0x02]), /binary\.txt is binary \(it holds NUL bytes\), not plain text/],
+    ['short', 'the baker opened her shop\n', /short\.txt is too short: 7 tokens, and 32 sequences need 2048 \(32 x 64\)/],
+  ])('refuses a calibration text that is %s with one line, exit code 2, and writes nothing', (name, content, pattern) => {
+    const text = path.join(dir, `${name}.txt`);
+    fs.writeFileSync(text, content);
+    const out = path.join(dir, `text-${name}`);
+    expectCleanError(runCli(['prune', fixturePath('llama-tiny'), '--out', out, '--target-params', '0.5', '--calibration-text', text]), pattern);
+    expect(fs.existsSync(out)).toBe(false);
   });
 
   it('prints the plan as JSON and writes nothing with --plan-only', () => {
@@ -85,11 +114,14 @@ describe('zerolm prune', () => {
     [['--target-params', '0'], /--target-params must be a fraction/],
     [[], /give a budget/],
     [['--target-params', '0.5', '--granularity', 'heads,wings'], /granularity/],
-    [['--target-params', '0.5', '--search', 'annealing'], /--search must be one of evolutionary, greedy/],
+    [['--target-params', '0.5', '--search', 'annealing'], /--search must be one of evolutionary, greedy, uniform, global/],
     [['--sweep', '0.9,1.5'], /--sweep takes fractions in \(0, 1\)/],
-    [['--target-params', '0.5', '--correction', 'lsq'], /--correction must be one of refit, none/],
-    [['--target-params', '0.5', '--importance', 'taylor'], /--importance must be one of magnitude, random, self-generated/],
-    [['--target-params', '0.5', '--ffn-importance', 'magic'], /--ffn-importance must be one of obs, chunked-obs, energy/],
+    [['--target-params', '0.5', '--correction', 'lsq'], /--correction must be one of refit, bias, none/],
+    [['--target-params', '0.5', '--importance', 'taylor'], /--importance must be one of magnitude, random, self-generated, wanda-sp, flap/],
+    [['--target-params', '0.5', '--calibration', 'books'], /--calibration must be one of self-generated, text, uniform/],
+    [['--target-params', '0.5', '--calibration', 'text'], /--calibration text needs --calibration-text FILE/],
+    [['--target-params', '0.5', '--calibration', 'uniform', '--calibration-text', 'x.txt'], /--calibration-text goes with --calibration text \(got --calibration uniform\)/],
+      [['--target-params', '0.5', '--ffn-importance', 'magic'], /--ffn-importance must be one of obs, chunked-obs, energy/],
   ])('fails cleanly with %j and writes nothing', (extra, pattern) => {
     const out = path.join(dir, `bad-${Math.random().toString(36).slice(2)}`);
     expectCleanError(runCli(['prune', fixturePath('llama-tiny'), '--out', out, ...(extra as string[])]), pattern as RegExp);

@@ -4,3 +4,4 @@ export * from './metrics';
 export * from './plot';
 export * from './text';
 export * from './svg';
+export * from './masked-lm';

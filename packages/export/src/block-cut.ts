@@ -99,6 +99,8 @@ export function cutBlockQuantized(hf: HfModel, editor: GraphEditor, m: WeightMul
   const packed = decodeTensor(data, { baseDir }) as Uint8Array;
   const scaleValues = decodeTensorAsFloat32(scales, { baseDir });
   const scaleType = scales.dataType ?? 0;
+  // Bias-only overrides leave the weight as it is.
+  const corrected = override?.override.values;
   let result: Requantized | undefined;
 
   if (q.scheme === 'matmul-nbits') {
@@ -109,16 +111,16 @@ export function cutBlockQuantized(hf: HfModel, editor: GraphEditor, m: WeightMul
       throw new Error(`weight '${w.dataName}': float zero points (${dataTypeName(zeroTensor.dataType ?? 0)}) of MatMulNBits cannot be pruned`);
     }
     const tensors = { packed, scales: scaleValues, ...(zeroTensor ? { zeroPoints: decodeTensor(zeroTensor, { baseDir }) as Uint8Array } : {}) };
-    const blocks = override ? undefined : wholeBlocks(rows, k, shape.blockSize);
+    const blocks = corrected ? undefined : wholeBlocks(rows, k, shape.blockSize);
     let out: { tensors: { packed: Uint8Array; scales: Float32Array; zeroPoints?: Uint8Array }; shape: typeof shape };
     if (blocks) {
       out = sliceNBits(tensors, shape, cols, blocks);
     } else {
       const matrix = keptMatrix(dequantizeNBits(tensors, shape), k, rows, cols);
-      if (override) matrix.set(Float32Array.from(override.override.values));
+      if (corrected) matrix.set(Float32Array.from(corrected));
       const newShape = { ...shape, k: rows.length, n: cols.length };
       out = { tensors: quantizeNBits(matrix, newShape, !zeroTensor), shape: newShape };
-      result = { weight: w.dataName, scheme: q.scheme, reason: override ? 'corrected values' : 'cut through blocks' };
+      result = { weight: w.dataName, scheme: q.scheme, reason: corrected ? 'corrected values' : 'cut through blocks' };
     }
     const kBlocks = Math.ceil(out.shape.k / out.shape.blockSize);
     editor.replaceConstant(w.dataName, withValues(data, [out.shape.n, kBlocks, (out.shape.blockSize * out.shape.bits) / 8], out.tensors.packed), [node]);
@@ -136,14 +138,14 @@ export function cutBlockQuantized(hf: HfModel, editor: GraphEditor, m: WeightMul
     const shape = { k, n, blockSize: q.blockSize!, quantType: q.quantType! };
     const tensors = { packed, absmax: scaleValues };
     let out: { tensors: { packed: Uint8Array; absmax: Float32Array }; shape: typeof shape };
-    if (!override && bnb4SliceIsExact(shape, cut.rows)) {
+    if (!corrected && bnb4SliceIsExact(shape, cut.rows)) {
       out = sliceBnb4(tensors, shape, cols, cut.rows);
     } else {
       const matrix = keptMatrix(dequantizeBnb4(tensors, shape), k, rows, cols);
-      if (override) matrix.set(Float32Array.from(override.override.values));
+      if (corrected) matrix.set(Float32Array.from(corrected));
       const newShape = { ...shape, k: rows.length, n: cols.length };
       out = { tensors: quantizeBnb4(matrix, newShape), shape: newShape };
-      result = { weight: w.dataName, scheme: q.scheme, reason: override ? 'corrected values' : 'cut through blocks' };
+      result = { weight: w.dataName, scheme: q.scheme, reason: corrected ? 'corrected values' : 'cut through blocks' };
     }
     editor.replaceConstant(w.dataName, withValues(data, [out.tensors.packed.length], out.tensors.packed), [node]);
     editor.replaceConstant(q.scale, withValues(scales, [out.tensors.absmax.length], float32Bytes(scaleType, out.tensors.absmax, q.scale, result !== undefined)), [node]);

@@ -24,7 +24,7 @@ import {
   type TensorProto,
 } from '@zerolm/onnx';
 
-/** New values for the kept rows of one layer's `o` or `down`, and optionally its output bias. */
+/** New values for the kept rows of one layer's `o` or `down`, and/or its output bias. */
 export interface WeightOverride {
   /** Index of the layer in the source model. */
   readonly layer: number;
@@ -32,9 +32,13 @@ export interface WeightOverride {
   /**
    * The kept rows' new values, row-major `[kept rows, cols]` in module-graph orientation
    * (`y = x W`: rows are input features), the kept rows being the plan's, in ascending order.
+   * Absent: the sliced rows are written as they are (a bias-only override).
    */
-  readonly values: ArrayLike<number>;
-  /** The module's new output bias (`cols` values). Only for a multiply that has a bias. */
+  readonly values?: ArrayLike<number>;
+  /**
+   * The module's new output bias (`cols` values). A multiply without a bias gets one: the
+   * exporter adds the tensor and an `Add` after the multiply.
+   */
   readonly bias?: ArrayLike<number>;
 }
 
@@ -48,8 +52,8 @@ export interface ResolvedOverride {
 
 /**
  * Matches overrides to the multiplies of `hf`'s graph and checks them against the plan: a layer
- * the plan keeps and cuts rows of, as many values as kept rows x columns, all finite, a bias
- * only where the multiply has one, at most one override per layer and role.
+ * the plan keeps and cuts rows of, as many values as kept rows x columns, all finite, a bias of
+ * `cols` finite values, values or a bias or both, at most one override per layer and role.
  */
 export function resolveOverrides(hf: HfModel, plan: PrunePlan, overrides: readonly WeightOverride[]): Map<WeightMultiply, ResolvedOverride> {
   const resolved = new Map<WeightMultiply, ResolvedOverride>();
@@ -67,14 +71,15 @@ export function resolveOverrides(hf: HfModel, plan: PrunePlan, overrides: readon
     if (kept.length === matrix.rows) throw new Error(`${where}: the plan removes none of its rows, so there is nothing to correct`);
     const multiply = (matrix.source as MatrixSource).multiply;
     if (resolved.has(multiply)) throw new Error(`${where}: given twice`);
-    if (override.values.length !== kept.length * matrix.cols) {
-      throw new Error(`${where}: ${override.values.length} values, expected ${kept.length} kept rows x ${matrix.cols} columns`);
+    const values = override.values;
+    if (!values && !override.bias) throw new Error(`${where}: neither values nor a bias`);
+    if (values && values.length !== kept.length * matrix.cols) {
+      throw new Error(`${where}: ${values.length} values, expected ${kept.length} kept rows x ${matrix.cols} columns`);
     }
-    for (let i = 0; i < override.values.length; i++) {
-      if (!Number.isFinite(override.values[i]!)) throw new Error(`${where}: value ${i} is ${override.values[i]}`);
+    for (let i = 0; values && i < values.length; i++) {
+      if (!Number.isFinite(values[i]!)) throw new Error(`${where}: value ${i} is ${values[i]}`);
     }
     if (override.bias) {
-      if (!multiply.bias) throw new Error(`${where}: the ${override.role} multiply has no bias to override`);
       if (override.bias.length !== matrix.cols) throw new Error(`${where}: ${override.bias.length} bias values, expected ${matrix.cols}`);
       for (let i = 0; i < override.bias.length; i++) {
         if (!Number.isFinite(override.bias[i]!)) throw new Error(`${where}: bias value ${i} is ${override.bias[i]}`);
@@ -169,6 +174,12 @@ export function overriddenWeight(
   const out = newTensorProto({ name: tensor.name ?? weight.dataName, dims: tensor.dims, dataType: type, rawData: encoded });
   if (tensor.docString !== undefined) out.docString = tensor.docString;
   return out;
+}
+
+/** A new bias tensor of `values` in `type` (float32 unless the multiply computes in fp16 or bf16). */
+export function newBias(name: string, values: ArrayLike<number>, type: number): TensorProto {
+  const data = type === DataType.DOUBLE ? Float64Array.from(values) : Float32Array.from(values);
+  return newTensorProto({ name, dims: [values.length], dataType: type, rawData: encodeTensorData(type, data) });
 }
 
 /** A copy of the bias `tensor` holding `values` in its own type and shape. */

@@ -18,10 +18,10 @@
  */
 import { hasPrunableHeads, keptIndices, type Layer, type LayerPlan, type PrunePlan, type WeightMatrix } from '@zerolm/core';
 import { multiplyResult, sourceColumns, type HfModel, type LayerMatch, type MatrixSource, type WeightMultiply } from '@zerolm/adapters';
-import { intsAttribute, makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
+import { DataType, intsAttribute, makeNode, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from '@zerolm/onnx';
 import { GraphEditor } from './graph-edit';
 import { attentionShapeTargets, ffnShapeTargets, rewriteFfnShapes, rewriteHeadShapes, rewriteSplitSizes, type HeadShape, type ShapeClaims } from './shapes';
-import { overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
+import { newBias, overriddenBias, overriddenWeight, resolveOverrides, type ResolvedOverride, type WeightOverride } from './overrides';
 import { gatherTensor, gatherVector } from './slice';
 import { cutBlockQuantized, type Requantized } from './block-cut';
 import { cutPackedBias, cutWidthNorm, gatherHeadBias, rewriteCutBounds, rewriteFusedHeads } from './fused';
@@ -122,7 +122,24 @@ function applyCut(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mult
   if (m.bias && override?.override.bias) {
     if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and its bias overridden`);
     editor.replaceConstant(m.bias.tensor, overriddenBias(editor.index.constantTensor(m.bias.tensor)!, override.override.bias, m.bias.tensor), [m.bias.add]);
+  } else if (override?.override.bias) {
+    if (cut.cols) throw new Error(`internal: ${where} has both its columns cut and a bias added`);
+    // fp16 files (fp16, q4f16) compute in float16, the others in float32.
+    addBias(editor, m, override.override.bias, where, hf.dtype === 'fp16' || hf.dtype === 'q4f16' ? DataType.FLOAT16 : DataType.FLOAT);
   }
+}
+
+/** Adds `values` after a multiply that has no bias: a new tensor and an `Add` its readers read instead. */
+function addBias(editor: GraphEditor, m: WeightMultiply, values: ArrayLike<number>, where: string, type: number): void {
+  const producer = editor.index.producer(m.output);
+  if (!producer) throw new Error(`internal: nothing produces the output '${m.output}' of ${where}`);
+  if (editor.index.isGraphOutput(m.output)) throw new Error(`${where}: its output '${m.output}' is a graph output, so no bias can follow it`);
+  const scope = (producer.name ?? m.output).replace(/\/[^/]*$/, '');
+  const bias = editor.freshName(`${scope}/zerolm_bias`);
+  editor.addInitializer(newBias(bias, values, type));
+  const sum = editor.freshName(`${m.output}_biased`);
+  for (const reader of editor.index.consumers(m.output)) editor.renameInput(reader, m.output, sum);
+  editor.insert(makeNode('Add', [m.output, bias], [sum], {}, { name: editor.freshName(`${scope}/zerolm_bias/Add`) }), producer, 'after');
 }
 
 /** Cuts a weight stored element by element (float, or 8-bit with per-tensor or per-axis scales). */
@@ -148,7 +165,7 @@ function cutStored(hf: HfModel, editor: GraphEditor, m: WeightMultiply, cut: Mul
       if (zeroPoint) zeroPoint = gatherVector(zeroPoint, baseDir, channels, indices, q.zeroPoint!) ?? zeroPoint;
     }
   }
-  if (override) {
+  if (override?.override.values) {
     const quantization = q ? { scale: scale ?? editor.index.constantTensor(q.scale)!, ...(q.zeroPoint ? { zeroPoint: zeroPoint ?? editor.index.constantTensor(q.zeroPoint)! } : {}), ...(q.axis === undefined ? {} : { axis: q.axis }) } : undefined;
     tensor = overriddenWeight(tensor, w, override.override.values, override.rows, override.cols, baseDir, quantization);
   }

@@ -555,26 +555,7 @@ function resolveNBitsWeight(index: GraphIndex, node: NodeProto, name: string, op
     }
     return out;
   };
-  const storedShape = [n, k];
-  return {
-    consumedName: name,
-    dataName: stored.name,
-    dataSource: stored.source,
-    dataType: DataType.UINT8,
-    storedShape,
-    shape: [k, n],
-    transposed: true,
-    quantization,
-    path,
-    storedValues,
-    values: () => transposeLastTwo(storedValues(), storedShape),
-    columnSquaredNorms: () => {
-      const values = storedValues();
-      const norms = new Float64Array(n);
-      for (let i = 0; i < values.length; i++) norms[Math.floor(i / k)]! += (values[i] as number) ** 2;
-      return norms;
-    },
-  };
+  return blockQuantizedWeight(name, stored, path, quantization, [k, n], storedValues);
 }
 
 /**
@@ -612,6 +593,21 @@ function resolveBnb4Weight(index: GraphIndex, node: NodeProto, name: string, opt
   const shape = { k, n, blockSize, quantType };
   const storedValues = (): Float32Array =>
     dequantizeBnb4({ packed: decodeTensor(stored.tensor, { baseDir }) as Uint8Array, absmax: decodeTensorAsFloat32(absmaxTensor, { baseDir }) }, shape);
+  return blockQuantizedWeight(name, stored, path, { scheme: 'matmul-bnb4', scale, bits: 4, blockSize, quantType }, [k, n], storedValues);
+}
+
+/**
+ * A weight stored as packed block-quantized codes of `W^T` (`[N, K]`: MatMulNBits, MatMulBnb4),
+ * dequantized on demand to the module orientation `[K, N]`.
+ */
+function blockQuantizedWeight(
+  name: string,
+  stored: { readonly name: string; readonly source: ResolvedWeight['dataSource'] },
+  path: NodeProto[],
+  quantization: WeightQuantization,
+  [k, n]: readonly [number, number],
+  storedValues: () => Float32Array,
+): ResolvedWeight {
   const storedShape = [n, k];
   return {
     consumedName: name,
@@ -621,7 +617,7 @@ function resolveBnb4Weight(index: GraphIndex, node: NodeProto, name: string, opt
     storedShape,
     shape: [k, n],
     transposed: true,
-    quantization: { scheme: 'matmul-bnb4', scale, bits: 4, blockSize, quantType },
+    quantization,
     path,
     storedValues,
     values: () => transposeLastTwo(storedValues(), storedShape),

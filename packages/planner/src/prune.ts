@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { calibrate, type CalibrationSummary } from './calibration/calibrate';
+import { readCalibrationText } from './calibration/text-sequences';
 import { compareModels, latencyBatch, measureLatencies, type CompareOptions, type ComparisonReport } from '@zerolm/compare';
 import { exportPrunedModel, exportRefusal, type ExportedOnnxFile, type ExportResult, type WeightOverride } from '@zerolm/export';
 import { ModelRunner, positionLimit, type Device } from '@zerolm/runtime';
@@ -22,6 +23,7 @@ import {
   type CorrectionMethod,
   type CorrectionSummary,
 } from './correction/refit';
+import { biasOverrides } from './correction/bias';
 import type { ImportanceDetails } from './scoring/importance';
 import { DEFAULT_PRUNE_MEASURE, planPrune, type PlanOptions, type PlanResult } from './search/plan';
 
@@ -36,7 +38,9 @@ export interface PruneOptions extends Omit<PlanOptions, 'latencyOf'> {
   latencyRuns?: number;
   /**
    * After planning: `refit` (default) refits the kept rows of every pruned `o` and `down` by least
-   * squares on the calibration moments (and their output biases); `none` writes the sliced weights.
+   * squares on the calibration moments (and their output biases); `bias` keeps the sliced weights
+   * and adds the removed channels' mean output to the output bias (FLAP's bias compensation);
+   * `none` writes the sliced weights.
    */
   correction?: CorrectionMethod;
   /**
@@ -152,7 +156,7 @@ export interface AppliedCorrection {
   summary: CorrectionSummary;
   overrides: readonly WeightOverride[];
   calibration?: CalibrationSummary;
-  /** Time spent on the correction: waiting for the calibration, and the refit itself. */
+  /** Time spent on the correction: waiting for the calibration, and the correction itself. */
   calibrationMs?: number;
   ms?: number;
 }
@@ -293,6 +297,8 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   // Refused before any calibration runs, rather than after the planning.
   const refusal = options.planOnly ? undefined : exportRefusal(model);
   if (refusal) throw new Error(`cannot prune ${model.file}: ${refusal}`);
+  // A bad calibration text fails here, before any planning, whether or not a rule reads it.
+  if (options.calibration?.text !== undefined) readCalibrationText(options.calibration.text);
   const seqLen = options.seqLen ?? 128;
   const limit = positionLimit(model.config);
   if (options.maxLatencyMs !== undefined && limit !== undefined && seqLen > limit) {
@@ -308,7 +314,7 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   const correctionStarted = performance.now();
   let applied: AppliedCorrection | undefined;
   let result = searched;
-  if (correction === 'refit') {
+  if (correction !== 'none') {
     // The same calibration the importance rule used (cached), or a new one for weight rules.
     options.onProgress?.(0, 1, 'calibration');
     const waited = performance.now();
@@ -319,10 +325,20 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
       ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!(done, total, 'calibration') } : {}),
     });
     const calibrationMs = performance.now() - waited;
-    const refitStarted = performance.now();
-    const overrides = await refitOverrides(model, searched.plan, calibration, { device: options.device ?? 'auto' });
-    applied = { summary: correctionSummary('refit', overrides), overrides, calibration: calibration.summary, calibrationMs, ms: performance.now() - refitStarted };
-    if (overrides.length > 0) {
+    const correctionWorkStarted = performance.now();
+    const overrides =
+      correction === 'refit'
+        ? await refitOverrides(model, searched.plan, calibration, { device: options.device ?? 'auto' })
+        : biasOverrides(model, searched.plan, calibration);
+    applied = {
+      summary: correctionSummary(correction, overrides, model),
+      overrides,
+      calibration: calibration.summary,
+      calibrationMs,
+      ms: performance.now() - correctionWorkStarted,
+    };
+    // Bias-only overrides leave the matrices, and so the score, as searched.
+    if (overrides.some((o) => o.values !== undefined)) {
       const after = scoreReport(correctedGraph(model.graph, searched.plan, overrides), { measure: searched.measure, alpha: searched.alpha, variant: searched.variant }).score;
       result = { ...searched, score: { ...searched.score, after } };
     }

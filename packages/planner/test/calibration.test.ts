@@ -72,12 +72,13 @@ describe('calibration sequences', () => {
     expect(Array.from(d.tokens)).toEqual(Array.from(a.tokens.slice(0, 48)));
   });
 
-  it('an encoder draws uniform tokens outside the special ones', async () => {
+  it('an encoder without a masked-LM head falls back to uniform tokens outside the special ones, and says so', async () => {
     const model = loadHfModel(fixturePath('bert-tiny'));
     const special = specialTokenIds(model);
     expect([...special].sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4]);
     const seqs = await calibrationSequences(model, { samples: 8, length: 32, seed: 1 });
-    expect(seqs.source).toBe('uniform-vocabulary');
+    expect(seqs.source).toBe('uniform');
+    expect(seqs.fallback).toMatch(/has no masked-LM head \(outputs: last_hidden_state\), so it cannot sample its own sequences: tokens drawn uniformly/);
     for (const id of seqs.tokens) {
       expect(special.has(id)).toBe(false);
       expect(id).toBeLessThan(384);

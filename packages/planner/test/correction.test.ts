@@ -7,12 +7,12 @@
  */
 import { keptIndices, prunedGraph, scoreReport, type PrunePlan } from '@zerolm/core';
 import { type MatrixSource } from '@zerolm/adapters';
-import { decodeTensorAsFloat32, makeTensor, saveModel } from '@zerolm/onnx';
+import { decodeTensorAsFloat32, makeNode, makeTensor, saveModel } from '@zerolm/onnx';
 import { ensureFixtures, fixturePath } from '@zerolm/test-fixtures';
 import { cpSync, existsSync, readdirSync, readFileSync } from 'fs';
 import { join } from 'path';
 import { exportPrunedModel, type WeightOverride } from '@zerolm/export';
-import { clearCalibrationCache, prune } from '../src';
+import { calibrate, clearCalibrationCache, prune } from '../src';
 import { biasValues } from '../src/calibration/ablation';
 import { expectCachedGreedyMatches, loadHfModel, loadPipeline, maxAbsDiff, onnxFile, planFor, runDirect, tempRoot } from '../../export/test/export-helpers';
 
@@ -27,7 +27,8 @@ const CALIBRATION = { samples: 16, length: 32 };
 
 /**
  * The fp32 file a corrected export must compute: the source with each overridden matrix's kept
- * rows replaced by the override and its removed rows zero (and the bias replaced).
+ * rows replaced by the override and its removed rows zero (and the bias replaced, or added after
+ * a multiply that has none).
  */
 function writeCorrectedReference(sourceDir: string, plan: PrunePlan, overrides: readonly WeightOverride[], outDir: string): void {
   cpSync(sourceDir, outDir, { recursive: true, filter: (src) => !/model_(quantized|fp16)\.onnx$/.test(src) });
@@ -49,17 +50,70 @@ function writeCorrectedReference(sourceDir: string, plan: PrunePlan, overrides: 
           const [row, col] = weight.transposed ? [c, r] : [r, c];
           const k = kept.indexOf(row);
           if (k < 0) values[r * cols + c] = 0;
-          else if (override) values[r * cols + c] = override.values[k * matrix.cols + col]!;
+          else if (override?.values) values[r * cols + c] = override.values[k * matrix.cols + col]!;
         }
       }
       replaced.set(weight.dataName, makeTensor(weight.dataName, tensor.dims, values));
-      const bias = (matrix.source as MatrixSource).multiply.bias;
+      const multiply = (matrix.source as MatrixSource).multiply;
+      const bias = multiply.bias;
       if (override?.bias && bias) replaced.set(bias.tensor, makeTensor(bias.tensor, hf.index.constantTensor(bias.tensor)!.dims, Float32Array.from(override.bias)));
+      if (override?.bias && !bias) {
+        const name = `reference_bias_${i}_${matrix.role}`;
+        const sum = `${multiply.output}_reference_biased`;
+        for (const node of graph.node) node.input = node.input.map((n) => (n === multiply.output ? sum : n));
+        const at = graph.node.findIndex((n) => n.output.includes(multiply.output));
+        graph.node.splice(at + 1, 0, makeNode('Add', [multiply.output, name], [sum], {}, { name: `/reference/${name}/Add` }));
+        graph.initializer.push(makeTensor(name, [matrix.cols], Float32Array.from(override.bias)));
+      }
     }
   });
   graph.initializer = graph.initializer.map((t) => replaced.get(t.name ?? '') ?? t);
   saveModel(hf.onnx.model, onnxFile(outDir), { sourceDir: hf.onnx.baseDir });
 }
+
+describe('bias correction (FLAP)', () => {
+  it.each([
+    ['llama-tiny', 0.6],
+    ['gpt2-tiny', 0.5],
+  ] as const)('%s: each pruned o / down gets the removed channels\' mean output as its bias (added where it had none), in every file', async (name, budget) => {
+    const out = join(root.dir, `${name}-bias`);
+    const result = await prune(fixturePath(name), { targetParams: budget, out, importance: 'flap', search: 'global', correction: 'bias', calibration: CALIBRATION });
+    const source = loadHfModel(fixturePath(name));
+    const withBias = source.match.layers[0]!.ffn.down.bias !== undefined;
+    expect(result.overrides.length).toBeGreaterThan(0);
+    expect(result.planFile.correction).toEqual({ method: 'bias', biases: result.overrides.length, ...(withBias ? {} : { addedBiases: result.overrides.length }) });
+    expect(result.planFile.score.after).toBe(result.planFile.score.searched);
+    // b + sum over removed channels j of E[x_j] W[j, :], from the calibration moments.
+    const calibration = await calibrate(source, { ...CALIBRATION, seed: 0 });
+    for (const override of result.overrides) {
+      expect(override.values).toBeUndefined();
+      const layer = source.graph.layers[override.layer]!;
+      const matrix = [...layer.attention.matrices, ...layer.ffn.matrices].find((m) => m.role === override.role)!;
+      const kept = new Set(keptIndices(layer, matrix, result.plan.plan.layers[override.layer]!));
+      const moments = override.role === 'o' ? calibration.layers[override.layer]!.attention : calibration.layers[override.layer]!.ffn;
+      const multiply = (matrix.source as MatrixSource).multiply;
+      const want = multiply.bias ? Array.from(biasValues(source, multiply.bias.tensor)) : new Array<number>(matrix.cols).fill(0);
+      const w = matrix.values();
+      for (let j = 0; j < matrix.rows; j++) if (!kept.has(j)) for (let c = 0; c < matrix.cols; c++) want[c]! += moments.mean[j]! * w[j * matrix.cols + c]!;
+      want.forEach((v, c) => expect(override.bias![c]).toBeCloseTo(v, 9));
+    }
+    // The fp32 export computes the source with the removed rows zero and the bias in place.
+    const reference = join(root.dir, `${name}-bias-reference`);
+    writeCorrectedReference(fixturePath(name), result.plan.plan, result.overrides, reference);
+    const ids = [2, 17, 40, 9, 33, 5, 61, 12];
+    const [got, want] = [await runDirect(onnxFile(out), ids), await runDirect(onnxFile(reference), ids)];
+    expect(maxAbsDiff(got.output, want.output)).toBeLessThan(1e-4);
+    // Every file carries it, and transformers.js runs every file (a cached generation equals a full-context loop).
+    for (const dtype of ['fp32', 'q8', 'fp16'] as const) {
+      if (!existsSync(onnxFile(out, dtype))) continue;
+      const written = loadHfModel(out, { dtype });
+      const adds = written.onnx.model.graph!.node.filter((n) => n.opType === 'Add' && n.input.some((i) => i.includes('zerolm_bias')));
+      expect(adds.length).toBe(withBias ? 0 : result.overrides.length);
+      // q8 quantizes activations per run: its cached choices are checked up to that rounding.
+      expect((await expectCachedGreedyMatches(out, dtype, 5)).length).toBeGreaterThan(0);
+    }
+  });
+});
 
 describe('refit correction', () => {
   it.each([
@@ -101,13 +155,15 @@ describe('refit correction', () => {
         const layer = written.graph.layers[position]!;
         const matrix = [...layer.attention.matrices, ...layer.ffn.matrices].find((m) => m.role === override.role)!;
         const values = matrix.values();
-        expect(values.length).toBe(override.values.length);
+        const refitted = override.values;
+        if (!refitted) throw new Error('refit overrides carry values');
+        expect(values.length).toBe(refitted.length);
         if (dtype === 'fp16') {
           // Half an fp16 ulp: 2^-11 relative (plus the subnormal spacing).
-          values.forEach((v, k) => expect(Math.abs(v - override.values[k]!)).toBeLessThanOrEqual(Math.abs(override.values[k]!) * 2 ** -11 + 2 ** -25));
+          values.forEach((v, k) => expect(Math.abs(v - refitted[k]!)).toBeLessThanOrEqual(Math.abs(refitted[k]!) * 2 ** -11 + 2 ** -25));
         } else if (!(matrix.source as MatrixSource).multiply.weight.quantization) {
           // q8 files keep some multiplies in float (GPT-2's Gemm): the float32 values then.
-          expect(Array.from(values)).toEqual(Array.from(Float32Array.from(override.values)));
+          expect(Array.from(values)).toEqual(Array.from(Float32Array.from(refitted)));
         } else {
           const weight = (matrix.source as MatrixSource).multiply.weight;
           const scales = decodeTensorAsFloat32(written.index.constantTensor(weight.quantization!.scale)!);
@@ -116,7 +172,7 @@ describe('refit correction', () => {
           let bottom = Infinity;
           values.forEach((v) => ((top = Math.max(top, v)), (bottom = Math.min(bottom, v))));
           values.forEach((v, k) => {
-            const want = override.values[k]!;
+            const want = refitted[k]!;
             // Beyond the range the file's scale covers, the value is clamped to its end.
             if (want > top) expect(v).toBe(top);
             else if (want < bottom) expect(v).toBe(bottom);
@@ -159,7 +215,7 @@ describe('refit correction', () => {
       const down = layer.ffn.matrices.find((m) => m.role === 'down')!;
       expect(Array.from(down.values())).toEqual(Array.from(expected.layers[i]!.ffn.matrices.find((m) => m.role === 'down')!.values()));
     });
-    await expect(prune(fixturePath('gpt2-tiny'), { targetParams: 0.5, planOnly: true, correction: 'lsq' as never })).rejects.toThrow(/unknown correction "lsq" \(known: refit, none\)/);
+    await expect(prune(fixturePath('gpt2-tiny'), { targetParams: 0.5, planOnly: true, correction: 'lsq' as never })).rejects.toThrow(/unknown correction "lsq" \(known: refit, bias, none\)/);
   });
 
   it('refits random and magnitude selections too, from the calibration of the plan seed', async () => {
@@ -196,7 +252,8 @@ describe('refit correction', () => {
       /10 values, expected 32 kept rows x 32 columns/,
     );
     await expect(exportPrunedModel(fixturePath('llama-tiny'), plan, out, { overrides: [{ layer: 0, role: 'down', values: new Float64Array(rows).fill(NaN) }] })).rejects.toThrow(/value 0 is NaN/);
-    await expect(exportPrunedModel(fixturePath('llama-tiny'), plan, out, { overrides: [{ layer: 0, role: 'down', values: new Float64Array(rows), bias: [1] }] })).rejects.toThrow(/has no bias to override/);
+    await expect(exportPrunedModel(fixturePath('llama-tiny'), plan, out, { overrides: [{ layer: 0, role: 'down', values: new Float64Array(rows), bias: [1] }] })).rejects.toThrow(/1 bias values, expected 32/);
+    await expect(exportPrunedModel(fixturePath('llama-tiny'), plan, out, { overrides: [{ layer: 0, role: 'down' }] })).rejects.toThrow(/layer 0 down: neither values nor a bias/);
     expect(existsSync(out)).toBe(false);
   });
 });

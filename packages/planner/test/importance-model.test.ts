@@ -30,7 +30,7 @@ describe('self-generated importance', () => {
     const model = loadHfModel(fixturePath(name));
     const { ranking, details } = await prepareRanking(model.graph, { model, importance: 'self-generated', seed: 0, calibration: { samples: 16, length: 32 } });
     expect(ranking.importance).toBe('self-generated');
-    expect(details?.attention?.method).toBe(model.config.decoder ? 'kl' : 'block-obs');
+    expect(details?.attention?.method).toBe(model.config.decoder ? 'kl' : 'hidden');
     expect(details?.ffn?.every((f) => f.method === 'obs')).toBe(true);
     let checked = 0;
     model.graph.layers.forEach((layer, l) => {
@@ -66,7 +66,7 @@ describe('self-generated importance', () => {
     expect(bare.search.importance).toBe('magnitude');
   });
 
-  it('takes the KL path within 96 passes, and says why it cannot otherwise', async () => {
+  it('takes the KL path within 96 passes (encoders: the hidden-state path), and says why it cannot otherwise', async () => {
     const model = loadHfModel(fixturePath('llama-planted'));
     const { details } = await prepareRanking(model.graph, { model, seed: 0, calibration: { samples: 4, length: 8 } });
     // 3 layers x 4 groups: 3 x (4 + 3 + 2) = 27 passes, under the limit of 96.
@@ -76,9 +76,12 @@ describe('self-generated importance', () => {
     const calibration = await calibrate(model, { samples: 4, length: 8, seed: 0 });
     expect(klUnavailable(model, calibration, 26)).toMatch(/27 passes over the calibration sequences \(limit 26\)/);
     const bert = loadHfModel(fixturePath('bert-tiny'));
-    expect(klUnavailable(bert, await calibrate(bert, { samples: 2, length: 8 }))).toMatch(/encoder has no next-token distribution/);
+    // An encoder compares its final hidden states instead of next-token predictions.
+    const bertCalibration = await calibrate(bert, { samples: 2, length: 8 });
+    expect(klUnavailable(bert, bertCalibration)).toBeUndefined();
+    expect(klUnavailable(bert, bertCalibration, 3)).toMatch(/ranking by the change of the hidden states would take 18 passes over the calibration sequences \(limit 3\)/);
     // It runs the whole model once per candidate: a FLOPs limit keeps real-size models on block OBS.
-    expect(klUnavailable(model, calibration, 96, 1e6)).toMatch(/would run the whole model 27 times, .* FLOPs \(limit 1e\+6\)/);
+    expect(klUnavailable(model, calibration, 96, 1e6)).toMatch(/by KL would run the whole model 27 times, .* FLOPs \(limit 1e\+6\)/);
   });
 
   it('ranks FFN neurons by one rule at every width: exact OBS up to 1024 neurons, 64 steps above, and says why', () => {
@@ -110,10 +113,10 @@ describe('self-generated importance', () => {
     const energy = await planPrune(model.graph, { model, targetParams: 0.6, evals: 50, ffnImportance: 'energy', calibration: { samples: 8, length: 16 } });
     expect(energy.importanceDetails?.ffn?.[0]).toMatchObject({ method: 'energy' });
     await expect(planPrune(model.graph, { model, targetParams: 0.6, ffnImportance: 'nope' as never })).rejects.toThrow(/unknown FFN importance "nope" \(known: obs, chunked-obs, energy\)/);
+    // Forced ablation on an encoder compares hidden states; where the model is too large to run once per candidate, it refuses.
     const bert = loadHfModel(fixturePath('bert-tiny'));
-    await expect(planPrune(bert.graph, { model: bert, targetParams: 0.6, attentionImportance: 'kl', calibration: { samples: 2, length: 8 } })).rejects.toThrow(
-      /--attention-importance kl cannot rank .*bert-tiny: an encoder has no next-token distribution/,
-    );
+    const encoder = await planPrune(bert.graph, { model: bert, targetParams: 0.6, evals: 20, attentionImportance: 'ablation', calibration: { samples: 2, length: 8 } });
+    expect(encoder.importanceDetails?.attention).toMatchObject({ method: 'hidden' });
   });
 });
 

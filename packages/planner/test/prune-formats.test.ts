@@ -83,7 +83,7 @@ describe('every weight format', () => {
           den += exact[i]! ** 2;
         }
         // fp32 holds the refitted values; every other format holds them within its own rounding.
-        if (file.dtype === 'fp32') expect(Array.from(written)).toEqual(Array.from(Float32Array.from(override.values)));
+        if (file.dtype === 'fp32') expect(Array.from(written)).toEqual(Array.from(Float32Array.from(override.values!)));
         const bound = { fp32: 0, fp16: 1e-3, q8: 0.05, int8: 0.05, uint8: 0.05, q4: 0.2, q4f16: 0.2, bnb4: 0.2 }[file.dtype as ModelDtype];
         expect({ dtype: file.dtype, layer: override.layer, role, close: Math.sqrt(num / den) <= bound }).toEqual({ dtype: file.dtype, layer: override.layer, role, close: true });
       }
@@ -101,7 +101,7 @@ describe('every weight format', () => {
     const q4f16 = loadHfModel(out, { dtype: 'q4f16' });
     for (const override of result.overrides) {
       const pick = (m: typeof fp32) => [...m.graph.layers[override.layer]!.attention.matrices, ...m.graph.layers[override.layer]!.ffn.matrices].find((x) => x.role === override.role)!.values();
-      expect(Array.from(pick(fp32))).toEqual(Array.from(Float32Array.from(override.values)));
+      expect(Array.from(pick(fp32))).toEqual(Array.from(Float32Array.from(override.values!)));
       const a = pick(q4f16);
       const b = pick(fp32);
       let num = 0;

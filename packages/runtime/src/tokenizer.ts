@@ -60,13 +60,17 @@ export function assertSameTokenizer(referenceDir: string, variantDir: string): v
   }
 }
 
-/** Encodes one text to token ids, special tokens included. */
-export type Encode = (text: string) => number[];
+/** Encodes one text to token ids, special tokens included unless `specialTokens` is false. */
+export type Encode = (text: string, specialTokens?: boolean) => number[];
 
 export interface LoadedTokenizer {
   readonly encode: Encode;
   /** The id padding uses (0 when the tokenizer names none). */
   readonly padTokenId: number;
+  /** The id of the mask token (`[MASK]`, `<mask>`), when the tokenizer has one. */
+  readonly maskTokenId?: number;
+  /** Every special token id the tokenizer knows. */
+  readonly specialTokenIds: readonly number[];
 }
 
 /**
@@ -83,9 +87,36 @@ export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
   } catch (error) {
     throw new Error(`cannot load the tokenizer of ${dir}: ${(error as Error).message.split('\n')[0]}`);
   }
-  const padTokenId = (tokenizer as unknown as { pad_token_id?: number }).pad_token_id;
+  const ids = tokenizer as unknown as { pad_token_id?: number; mask_token_id?: number; all_special_ids?: number[] };
+  const id = (value: unknown): number | undefined => (typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined);
+  const maskTokenId = id(ids.mask_token_id);
   return {
-    encode: (text) => tokenizer.encode(text) as number[],
-    padTokenId: typeof padTokenId === 'number' && padTokenId >= 0 ? padTokenId : 0,
+    encode: (text, specialTokens = true) => tokenizer.encode(text, { add_special_tokens: specialTokens }) as number[],
+    padTokenId: id(ids.pad_token_id) ?? 0,
+    ...(maskTokenId === undefined ? {} : { maskTokenId }),
+    specialTokenIds: (ids.all_special_ids ?? []).filter((v) => id(v) !== undefined),
   };
+}
+
+/** The special tokens a tokenizer puts around one text (`[CLS]` / `[SEP]` for BERT, none for GPT-2). */
+export interface SpecialFrame {
+  readonly prefix: readonly number[];
+  readonly suffix: readonly number[];
+}
+
+/** Where `inner` starts inside `outer`, or -1. */
+function indexOfRun(outer: readonly number[], inner: readonly number[]): number {
+  for (let start = 0; start + inner.length <= outer.length; start++) {
+    if (inner.every((v, i) => outer[start + i] === v)) return start;
+  }
+  return -1;
+}
+
+/** The tokenizer's frame, found by encoding one word with and without its special tokens. */
+export function specialFrame(tokenizer: LoadedTokenizer, dir: string, probe = 'a'): SpecialFrame {
+  const framed = tokenizer.encode(probe);
+  const plain = tokenizer.encode(probe, false);
+  const at = plain.length === 0 ? -1 : indexOfRun(framed, plain);
+  if (at < 0) throw new Error(`the tokenizer of ${dir} encodes "${probe}" as [${plain.join(', ')}] alone but as [${framed.join(', ')}] with its special tokens: cannot tell its frame`);
+  return { prefix: framed.slice(0, at), suffix: framed.slice(at + plain.length) };
 }

@@ -142,6 +142,12 @@ describe('runner and tokenizer', () => {
   test('the tokenizer loads from the folder; a folder without one is refused by name', async () => {
     const tokenizer = await loadTokenizer(fixturePath('llama-tiny'));
     expect(tokenizer.encode('the').length).toBeGreaterThan(0);
+    // The fixtures' BertTokenizer: [CLS] words [SEP], or the words alone; [MASK] is id 4.
+    const words = tokenizer.encode('the river', false);
+    expect(words).toHaveLength(2);
+    expect(tokenizer.encode('the river')).toEqual([2, ...words, 3]);
+    expect(tokenizer.maskTokenId).toBe(4);
+    expect([...tokenizer.specialTokenIds].sort()).toEqual([0, 1, 2, 3, 4]);
     const empty = mkdtempSync(join(tmpdir(), 'zerolm-runtime-'));
     try {
       writeFileSync(join(empty, 'tokenizer_config.json'), '{}');

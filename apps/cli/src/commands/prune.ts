@@ -1,5 +1,6 @@
 import {
   ATTENTION_IMPORTANCE_METHODS,
+  CALIBRATION_SOURCES,
   CORRECTIONS,
   FFN_IMPORTANCE_METHODS,
   DEFAULT_CALIBRATION_LENGTH,
@@ -13,6 +14,7 @@ import {
   SEARCH_METHODS,
   sweepFolderName,
   type AttentionImportanceMethod,
+  type CalibrationSource,
   type CorrectionMethod,
   type FfnImportanceMethod,
   type PlanFile,
@@ -49,6 +51,8 @@ interface PruneArgs {
   ffnImportance: FfnImportanceMethod;
   attentionImportance: AttentionImportanceMethod;
   correction: CorrectionMethod;
+  calibration?: CalibrationSource;
+  calibrationText?: string;
   calibrationSamples: number;
   calibrationLength: number;
   measure: string;
@@ -108,7 +112,12 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       .option('max-latency-ms', { type: 'number', describe: 'also keep the measured onnxruntime latency (batch 1, --seq-len tokens) under this (slower: candidates are exported and timed)' })
       .option('granularity', { type: 'string', default: 'heads,ffn', describe: 'units the search may cut: any of heads, ffn, layers' })
       .option('round-to', { type: 'number', default: 8, describe: 'kept FFN widths are multiples of this (the full width is always allowed)', coerce: positiveInteger('round-to') })
-      .option('search', { type: 'string', default: 'evolutionary', describe: `search: ${SEARCH_METHODS.join(', ')}`, coerce: oneOf('search', SEARCH_METHODS) })
+      .option('search', {
+        type: 'string',
+        default: 'evolutionary',
+        describe: `search: ${SEARCH_METHODS.join(', ')} (uniform: the same fraction in every layer; global: the best units of the whole model, for an importance whose scores compare across layers, flap)`,
+        coerce: oneOf('search', SEARCH_METHODS),
+      })
       .option('evals', { type: 'number', default: 2000, describe: 'candidates the evolutionary search evaluates', coerce: positiveInteger('evals') })
       .option('device', { type: 'string', default: 'auto', describe: `onnxruntime provider for scoring (${DEVICES.join(', ')}): auto tries CUDA, then CPU`, coerce: oneOf('device', DEVICES) })
       .option('seed', { type: 'number', default: 0, describe: 'seed of the search (and of random importance)', coerce: positiveInteger('seed', 0) })
@@ -126,19 +135,30 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       .option('attention-importance', {
         type: 'string',
         default: 'auto',
-        describe: `self-generated: how attention units are ranked (${ATTENTION_IMPORTANCE_METHODS.join(', ')}): auto is the KL of the model's own predictions where running the model once per candidate fits, else block OBS on o`,
+        describe: `self-generated: how attention units are ranked (${ATTENTION_IMPORTANCE_METHODS.join(', ')}): ablation ranks by the model's output change (KL of its own predictions; an encoder's final hidden states), block-obs by block OBS on o alone; auto is ablation where running the model once per candidate fits, else block-obs`,
         coerce: oneOf('attention-importance', ATTENTION_IMPORTANCE_METHODS),
       })
       .option('correction', {
         type: 'string',
         default: DEFAULT_CORRECTION,
-        describe: `after planning: refit refits the kept rows of each pruned o / down by least squares on the calibration statistics; none writes the sliced weights (${CORRECTIONS.join(', ')})`,
+        describe: `after planning: refit refits the kept rows of each pruned o / down by least squares on the calibration statistics; bias adds the removed channels' mean output to its output bias (FLAP's bias compensation); none writes the sliced weights (${CORRECTIONS.join(', ')})`,
         coerce: oneOf('correction', CORRECTIONS),
+      })
+      .option('calibration', {
+        type: 'string',
+        describe:
+          `where the calibration sequences come from (${CALIBRATION_SOURCES.join(', ')}): self-generated (default) samples them from the model itself ` +
+          '(decoders from BOS, fill-mask encoders from their masked-LM head; encoders without one fall back to uniform), text reads --calibration-text, uniform draws tokens uniformly',
+        coerce: oneOf('calibration', CALIBRATION_SOURCES),
+      })
+      .option('calibration-text', {
+        type: 'string',
+        describe: 'plain-text file to calibrate on (one document per line; tokenized by the model\'s tokenizer, cut into the calibration sequences at random, seeded); implies --calibration text',
       })
       .option('calibration-samples', {
         type: 'number',
         default: DEFAULT_CALIBRATION_SAMPLES,
-        describe: 'sequences the model generates itself for the calibration statistics (self-generated importance, refit)',
+        describe: 'calibration sequences for the statistics (model-run importance rules, refit)',
         coerce: positiveInteger('calibration-samples'),
       })
       .option('calibration-length', {
@@ -176,6 +196,10 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
         if (!args.out && !args.planOnly) throw new UsageError('name the output folder with --out (or ask for --plan-only)');
         if (args.sweep !== undefined && args.planOnly) throw new UsageError('--sweep writes and compares variants: it cannot be --plan-only');
         if (args.plot !== undefined && args.sweep === undefined) throw new UsageError('--plot goes with --sweep (use zerolm compare --plot otherwise)');
+        if (args.calibration === 'text' && args.calibrationText === undefined) throw new UsageError('--calibration text needs --calibration-text FILE');
+        if (args.calibrationText !== undefined && args.calibration !== undefined && args.calibration !== 'text') {
+          throw new UsageError(`--calibration-text goes with --calibration text (got --calibration ${args.calibration})`);
+        }
         return true;
       }) as never,
   handler: async (args) => {
@@ -189,7 +213,12 @@ export const pruneCommand: CommandModule<object, PruneArgs> = {
       ffnImportance: args.ffnImportance,
       attentionImportance: args.attentionImportance,
       correction: args.correction,
-      calibration: { samples: args.calibrationSamples, length: args.calibrationLength },
+      calibration: {
+        samples: args.calibrationSamples,
+        length: args.calibrationLength,
+        ...(args.calibration !== undefined ? { source: args.calibration } : {}),
+        ...(args.calibrationText !== undefined ? { source: 'text' as const, text: args.calibrationText } : {}),
+      },
       seqLen: args.seqLen,
       granularity: args.granularity,
       roundTo: args.roundTo,
@@ -237,8 +266,8 @@ function ffnRule(f: NonNullable<PlanFile['importance']['ffn']>[number]): string 
 }
 
 /**
- * Lines saying which layers were ranked otherwise than by the defaults (KL for attention, exact
- * OBS for FFN neurons) and why; empty when every layer was ranked by them.
+ * Lines saying which layers were ranked otherwise than by the defaults (the output change for
+ * attention, exact OBS for FFN neurons) and why; empty when every layer was ranked by them.
  */
 export function describeRuleChanges(p: PlanFile): string[] {
   const lines: string[] = [];
@@ -254,10 +283,23 @@ export function describeRuleChanges(p: PlanFile): string[] {
   return lines;
 }
 
+/** One line: the calibration's source, size and how its sequences were made (and the text file, or why it fell back). */
+function describeCalibration(c: NonNullable<PlanFile['calibration']>): string {
+  const text = c.text ? `: ${c.text.file} (sha256 ${c.text.sha256.slice(0, 12)}..., ${formatCount(c.text.tokensUsed)} of its ${formatCount(c.text.fileTokens)} tokens)` : '';
+  return `calibration ${c.source}${text}, ${c.samples} x ${c.length} tokens, seed ${c.seed}: ${c.sequences}${c.fallback ? ` (${c.fallback})` : ''}`;
+}
+
+/** What the correction changed, in parentheses. */
+function describeCorrection(c: PlanFile['correction']): string {
+  if (c.method === 'refit') return ` (${c.matrices ?? 0} matrices refitted)`;
+  if (c.method === 'bias') return ` (${c.biases ?? 0} output biases compensated${c.addedBiases ? `, ${c.addedBiases} of them added` : ''})`;
+  return '';
+}
+
 /** The rule and, for model rules, how attention units and FFN neurons were ranked. */
 function describeImportance(p: PlanFile): string {
   const parts: string[] = [];
-  if (p.importance.attention) parts.push(`attention by ${p.importance.attention.method === 'kl' ? 'KL of its own predictions' : `block OBS${p.importance.attention.reason ? ` (${p.importance.attention.reason})` : ''}`}`);
+  if (p.importance.attention) parts.push(`attention by ${p.importance.attention.method === 'kl' ? 'KL of its own predictions' : p.importance.attention.method === 'hidden' ? 'the change of its final hidden states' : `block OBS${p.importance.attention.reason ? ` (${p.importance.attention.reason})` : ''}`}`);
   if (p.importance.ffn) {
     const methods = [...new Set(p.importance.ffn.map(ffnRule))];
     parts.push(`FFN by ${methods.join(' / ')}`);
@@ -306,10 +348,10 @@ export function renderPrune(result: PruneResult): string {
     `Attention+FFN parameters ${formatCount(p.params.before)} -> ${formatCount(p.params.after)} (${pct(p.params.after, p.params.before)}), FLOPs/token ${formatCount(p.flops.before)} -> ${formatCount(p.flops.after)}`,
     `ZeroLM score ${formatNumber(p.score.before)} -> ${formatNumber(p.score.after)} (measure ${p.measure}, alpha ${p.alpha}${p.variant === 'log' ? ', log' : ''})`,
     `search ${p.search.method} (${p.search.evaluations} candidates, seed ${p.search.seed}), importance ${describeImportance(p)}, scored on ${provider}`,
-    ...(p.calibration ? [`calibration: ${p.calibration.samples} x ${p.calibration.length} tokens, seed ${p.calibration.seed}, ${p.calibration.sequences}`] : []),
-    `correction ${p.correction.method}${p.correction.matrices !== undefined ? ` (${p.correction.matrices} matrices refitted)` : ''}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
-    ...describeRuleChanges(p),
-    describeTimings(p),
+      ...(p.calibration ? [describeCalibration(p.calibration)] : []),
+      `correction ${p.correction.method}${describeCorrection(p.correction)}; score of the searched (uncorrected) candidate ${formatNumber(p.score.searched)}`,
+      ...describeRuleChanges(p),
+      describeTimings(p),
     '',
     formatTable([{ header: 'layer' }, { header: '' }, { header: 'heads' }, { header: 'kv heads' }, { header: 'ffn width' }, { header: 'params' }, { header: 'score' }], rows),
   ];

@@ -1,15 +1,18 @@
 /**
- * Attention units ranked by what removing them does to the model's own predictions: for each
- * layer, greedily remove the unit (a key-value group with its query heads) whose removal, after
- * the least-squares refit of `o` on the calibration moments, changes the next-token distributions
- * on the calibration sequences least, as mean KL(p_full || p_removed). Only that one layer is
- * changed per candidate. Decoders only (encoders have no next-token distribution).
+ * Attention units ranked by what removing them does to the model's output: for each layer,
+ * greedily remove the unit (a key-value group with its query heads) whose removal, after the
+ * least-squares refit of `o` on the calibration moments, changes the output on the calibration
+ * sequences least. Only that one layer is changed per candidate. The output change is
+ * - decoders (`kl`): the mean KL(p_full || p_removed) of the next-token distributions;
+ * - encoders (`hidden`, no next-token distribution): the mean squared change of the final hidden
+ *   states, ||h_full - h_removed||^2 per token (`last_hidden_state`, or the last layer's output
+ *   where the export has only a task head's output).
  *
  * One session serves every candidate: in a copy of the model's graph every layer's `o` weight
  * (and its output bias, where there is one) is a float32 graph input (a quantized or float16
- * `o` becomes a float32 MatMul for this), and the graph itself computes the
- * log-probabilities and, against the full model's log-probabilities fed back in, the KL of every
- * position.
+ * `o` becomes a float32 MatMul for this), and the graph itself computes the output
+ * (log-probabilities, or hidden states) and, against the full model's fed back in, the change at
+ * every position.
  */
 import { multiplyResult, type HfModel } from '@zerolm/adapters';
 import { groupRange, hasPrunableHeads, type Layer } from '@zerolm/core';
@@ -59,16 +62,37 @@ export function groupRows(layer: Layer, group: number): number[] {
   return Array.from({ length: end - start }, (_, i) => start + i);
 }
 
+/** How the output change of a candidate is measured (see the module comment). */
+export type AblationCriterion = 'kl' | 'hidden';
+
+/** The criterion a model gets: KL of next-token predictions for decoders, hidden-state change for encoders. */
+export function ablationCriterion(model: HfModel): AblationCriterion {
+  return model.config.decoder ? 'kl' : 'hidden';
+}
+
+/** The tensor the `hidden` criterion compares: `last_hidden_state`, else the last layer's output. */
+export function finalHidden(model: HfModel): string {
+  const outputs = (model.onnx.model.graph?.output ?? []).map((o) => o.name);
+  return outputs.includes('last_hidden_state') ? 'last_hidden_state' : model.match.layers[model.match.layers.length - 1]!.output;
+}
+
+/** Features per position of the compared output: the vocabulary (`kl`) or the hidden size. */
+export function criterionWidth(model: HfModel, calibration: Calibration, criterion: AblationCriterion): number {
+  return criterion === 'kl' ? calibration.sequences.vocabulary : model.graph.hiddenSize;
+}
+
 interface KlSession {
   opened: EditedSession;
   /** Graph input names per layer: the o weight and its bias. */
   inputs: { weight: string; bias?: string; transposed: boolean }[];
+  /** The compared output (log-probabilities or hidden states). */
   logp: string;
+  /** Its change per position (KL or squared distance). */
   kl: string;
   reference: string;
 }
 
-async function openKlSession(model: HfModel, device: Device): Promise<KlSession> {
+async function openKlSession(model: HfModel, device: Device, criterion: AblationCriterion): Promise<KlSession> {
   const edit = editableCopy(model);
   const graph = edit.graph;
   // The copy is decoded from the same file: its nodes sit where the matched model's do.
@@ -127,21 +151,35 @@ async function openKlSession(model: HfModel, device: Device): Promise<KlSession>
     inputs.push({ weight, transposed: false, ...(bias ? { bias } : {}) });
   });
   for (const [after, nodes] of insertions) graph.node.splice(graph.node.indexOf(after) + 1, 0, ...nodes);
-  const logp = edit.fresh('zerolm/ablation/logp');
-  const reference = edit.fresh('zerolm/ablation/reference_logp');
-  const probabilities = edit.fresh('zerolm/ablation/p');
+  const reference = edit.fresh('zerolm/ablation/reference');
   const difference = edit.fresh('zerolm/ablation/difference');
   const terms = edit.fresh('zerolm/ablation/terms');
-  const kl = edit.fresh('zerolm/ablation/kl');
-  graph.node.push(
-    makeNode('LogSoftmax', ['logits'], [logp], { axis: -1 }, { name: edit.fresh('zerolm/ablation/LogSoftmax') }),
-    makeNode('Exp', [reference], [probabilities], {}, { name: edit.fresh('zerolm/ablation/Exp') }),
-    makeNode('Sub', [reference, logp], [difference], {}, { name: edit.fresh('zerolm/ablation/Sub') }),
-    makeNode('Mul', [probabilities, difference], [terms], {}, { name: edit.fresh('zerolm/ablation/Mul') }),
-  );
+  const kl = edit.fresh('zerolm/ablation/change');
+  let logp: string;
+  if (criterion === 'kl') {
+    logp = edit.fresh('zerolm/ablation/logp');
+    const probabilities = edit.fresh('zerolm/ablation/p');
+    graph.node.push(
+      makeNode('LogSoftmax', ['logits'], [logp], { axis: -1 }, { name: edit.fresh('zerolm/ablation/LogSoftmax') }),
+      makeNode('Exp', [reference], [probabilities], {}, { name: edit.fresh('zerolm/ablation/Exp') }),
+      makeNode('Sub', [reference, logp], [difference], {}, { name: edit.fresh('zerolm/ablation/Sub') }),
+      makeNode('Mul', [probabilities, difference], [terms], {}, { name: edit.fresh('zerolm/ablation/Mul') }),
+    );
+  } else {
+    logp = finalHidden(model);
+    if (edit.activationType !== DataType.FLOAT) {
+      const hidden = logp;
+      logp = edit.fresh('zerolm/ablation/hidden_float');
+      graph.node.push(makeNode('Cast', [hidden], [logp], { to: DataType.FLOAT }, { name: edit.fresh('zerolm/ablation/Cast') }));
+    }
+    graph.node.push(
+      makeNode('Sub', [reference, logp], [difference], {}, { name: edit.fresh('zerolm/ablation/Sub') }),
+      makeNode('Mul', [difference, difference], [terms], {}, { name: edit.fresh('zerolm/ablation/Mul') }),
+    );
+  }
   reduceSum(edit, terms, [-1], false, kl);
-  graph.input.push(makeValueInfo(reference, DataType.FLOAT, ['batch', 'sequence', 'vocabulary']));
-  graph.output = [makeValueInfo(logp, DataType.FLOAT, ['batch', 'sequence', 'vocabulary']), makeValueInfo(kl, DataType.FLOAT, ['batch', 'sequence'])];
+  graph.input.push(makeValueInfo(reference, DataType.FLOAT, ['batch', 'sequence', 'features']));
+  graph.output = [makeValueInfo(logp, DataType.FLOAT, ['batch', 'sequence', 'features']), makeValueInfo(kl, DataType.FLOAT, ['batch', 'sequence'])];
   // The original weights and biases are read by nothing now; onnxruntime drops them.
   return { opened: await openEdited(edit, device), inputs, logp, kl, reference };
 }
@@ -172,11 +210,13 @@ export async function klAttentionOrders(
   calibration: Calibration,
   options: { device?: Device; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<KlRanking> {
-  const { tokens, samples, length, vocabulary } = calibration.sequences;
+  const criterion = ablationCriterion(model);
+  const { tokens, samples, length } = calibration.sequences;
+  const vocabulary = criterionWidth(model, calibration, criterion);
   if (samples * length * vocabulary * 4 > MAX_REFERENCE_BYTES) {
-    throw new Error(`internal: the KL ranking would keep ${samples * length * vocabulary * 4} bytes of log-probabilities`);
+    throw new Error(`internal: the attention ranking would keep ${samples * length * vocabulary * 4} bytes of reference outputs`);
   }
-  const session = await openKlSession(model, options.device ?? 'auto');
+  const session = await openKlSession(model, options.device ?? 'auto', criterion);
   try {
     const { opened } = session;
     const cache = cacheInputs(opened.session, model);

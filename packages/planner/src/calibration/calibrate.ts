@@ -1,17 +1,20 @@
 /**
- * `calibrate`: the activation statistics a model shows on its own samples, without data. Builds
- * S sequences of T tokens with no text (`calibrationSequences`: self-generated for decoders,
- * uniform over the vocabulary for encoders; the one step that runs the whole model, in a session
+ * `calibrate`: the activation statistics a model shows on its calibration sequences. Builds S
+ * sequences of T tokens (`calibrationSequences`: by default the model's own samples, no text; or
+ * windows of a text file; or uniform tokens; the one step that runs the whole model, in a session
  * released before the next step), then one statistics pass, layer by layer (`collectMoments`).
  *
- * Results are cached per (model file, its size and modification time, S, T, seed) within the
- * process, so a sweep or a benchmark does not generate twice.
+ * Results are cached per (model file, its size and modification time, S, T, seed, source, text
+ * file and its size and modification time) within the process, so a sweep or a benchmark does
+ * not generate twice.
  */
 import type { HfModel } from '@zerolm/adapters';
 import * as fs from 'fs';
+import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { trainedPositionLimit, type Device } from '@zerolm/runtime';
-import { calibrationSequences, SEQUENCE_SOURCES, type CalibrationSequences, type SequenceSource } from './sequences';
+import { calibrationSequences, checkCalibrationSource, DEFAULT_CALIBRATION_SOURCE, type CalibrationSequences, type CalibrationSource } from './sequences';
+import type { TextCalibrationDetails } from './text-sequences';
 import { collectMoments, DEFAULT_STATISTICS_BYTES, type LayerMoments } from './statistics';
 
 export const DEFAULT_CALIBRATION_SAMPLES = 32;
@@ -24,6 +27,10 @@ export interface CalibrationOptions {
   length?: number;
   /** Seed of the sampling (default 0; the planner passes its own seed). */
   seed?: number;
+  /** Where the sequences come from (default `self-generated`; see `calibrationSequences`). */
+  source?: CalibrationSource;
+  /** The plain-text file of the `text` source (one document per line). */
+  text?: string;
   device?: Device;
   /** Bytes of float64 statistics kept in memory; past it they go to a temporary folder (default 512 MiB). */
   maxStatisticsBytes?: number;
@@ -39,9 +46,15 @@ export interface CalibrationSummary {
   requestedLength?: number;
   positionLimit?: number;
   seed: number;
-  source: SequenceSource;
+  source: CalibrationSource;
+  /** How self-generated sequences were sampled (decoders: autoregressive; encoders: masked-lm). */
+  sampler?: 'autoregressive' | 'masked-lm';
   /** How the sequences were made, in words. */
   sequences: string;
+  /** Why another source than the one asked for ran. */
+  fallback?: string;
+  /** The text file (path, SHA-256, lines, its tokens and the tokens used), for the text source. */
+  text?: TextCalibrationDetails;
   bos?: number;
   eos?: number;
   /** Forward passes of the statistics over the sequences (one, layer by layer). */
@@ -74,7 +87,10 @@ function positive(value: number | undefined, fallback: number, what: string): nu
 }
 
 /** Resolved S, T (after the position cap) and seed. */
-export function calibrationSettings(model: HfModel, options: CalibrationOptions = {}): { samples: number; length: number; requestedLength: number; positionLimit?: number; seed: number } {
+export function calibrationSettings(
+  model: HfModel,
+  options: CalibrationOptions = {},
+): { samples: number; length: number; requestedLength: number; positionLimit?: number; seed: number; source: CalibrationSource; text?: string } {
   const samples = positive(options.samples, DEFAULT_CALIBRATION_SAMPLES, 'samples');
   const requestedLength = positive(options.length, DEFAULT_CALIBRATION_LENGTH, 'length');
   const seed = options.seed ?? 0;
@@ -82,23 +98,28 @@ export function calibrationSettings(model: HfModel, options: CalibrationOptions 
   const limit = trainedPositionLimit(model.config);
   const length = limit !== undefined ? Math.min(requestedLength, limit) : requestedLength;
   if (length < 2) throw new Error(`${model.dir} reads ${limit} positions: too few for calibration sequences`);
-  return { samples, length, requestedLength, ...(limit === undefined ? {} : { positionLimit: limit }), seed };
+  const source = checkCalibrationSource(options.source ?? (options.text !== undefined ? 'text' : DEFAULT_CALIBRATION_SOURCE));
+  return { samples, length, requestedLength, ...(limit === undefined ? {} : { positionLimit: limit }), seed, source, ...(options.text === undefined ? {} : { text: options.text }) };
 }
 
 const cache = new Map<string, Promise<Calibration>>();
 /** Calibrations kept per process: a sweep reuses one; a benchmark over seeds several. */
 const CACHE_ENTRIES = 8;
 
-function cacheKey(model: HfModel, samples: number, length: number, seed: number, maxBytes: number): string {
+function cacheKey(model: HfModel, settings: ReturnType<typeof calibrationSettings>, maxBytes: number): string {
   const stat = fs.statSync(model.file);
-  return JSON.stringify([fs.realpathSync(model.file), stat.size, stat.mtimeMs, samples, length, seed, maxBytes]);
+  const { samples, length, seed, source, text } = settings;
+  // A text file that is missing or not a file gets no stamp; reading it then fails with its own error.
+  const textStat = text !== undefined && fs.existsSync(text) ? fs.statSync(text) : undefined;
+  const textStamp = text === undefined ? [] : [path.resolve(text), textStat?.size, textStat?.mtimeMs];
+  return JSON.stringify([fs.realpathSync(model.file), stat.size, stat.mtimeMs, samples, length, seed, maxBytes, source, ...textStamp]);
 }
 
 /** The calibration of `model` (cached per model file, S, T and seed within the process). */
 export function calibrate(model: HfModel, options: CalibrationOptions = {}): Promise<Calibration> {
   const settings = calibrationSettings(model, options);
   const maxBytes = options.maxStatisticsBytes ?? DEFAULT_STATISTICS_BYTES;
-  const key = cacheKey(model, settings.samples, settings.length, settings.seed, maxBytes);
+  const key = cacheKey(model, settings, maxBytes);
   const cached = cache.get(key);
   if (cached) {
     // Most recently used last.
@@ -136,7 +157,14 @@ async function run(
 ): Promise<Calibration> {
   const device = options.device ?? 'auto';
   const started = performance.now();
-  const sequences = await calibrationSequences(model, { samples: settings.samples, length: settings.length, seed: settings.seed, device });
+  const sequences = await calibrationSequences(model, {
+    samples: settings.samples,
+    length: settings.length,
+    seed: settings.seed,
+    source: settings.source,
+    ...(settings.text === undefined ? {} : { text: settings.text }),
+    device,
+  });
   const sequencesMs = performance.now() - started;
   const statsStarted = performance.now();
   const statistics = await collectMoments(model, sequences.tokens, sequences.samples, sequences.length, {
@@ -151,7 +179,10 @@ async function run(
     ...(settings.positionLimit === undefined ? {} : { positionLimit: settings.positionLimit }),
     seed: settings.seed,
     source: sequences.source,
-    sequences: SEQUENCE_SOURCES[sequences.source],
+    ...(sequences.sampler === undefined ? {} : { sampler: sequences.sampler }),
+    sequences: sequences.description,
+    ...(sequences.fallback === undefined ? {} : { fallback: sequences.fallback }),
+    ...(sequences.text === undefined ? {} : { text: sequences.text }),
     ...(sequences.bos === undefined ? {} : { bos: sequences.bos }),
     ...(sequences.eos === undefined ? {} : { eos: sequences.eos }),
     statisticsPasses: statistics.passes,

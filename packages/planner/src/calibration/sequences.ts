@@ -1,50 +1,77 @@
 /**
- * Token sequences for calibration, made without reading any text:
+ * Token sequences for calibration, from one of three sources (`calibration.source`, CLI
+ * `--calibration`):
  *
- * - decoders sample from the model itself: each sequence starts at `bos_token_id` and continues
- *   with tokens drawn from softmax(logits) at temperature 1, one onnxruntime step per token with
- *   the key-value cache (`past_key_values.*` in, `present.*` out). A sampled `eos_token_id` ends
- *   that sample and the next position starts a new one at BOS, as in the packed streams decoders
- *   are trained on (where BOS and EOS are the same token, the EOS itself starts the next sample);
- * - encoders have no generation head: tokens drawn uniformly from the vocabulary without its
- *   special tokens (a weaker fallback: these sequences are not the model's own distribution).
+ * - `self-generated` (default): the model's own samples, no text read.
+ *   - Decoders sample from themselves: each sequence starts at `bos_token_id` and continues with
+ *     tokens drawn from softmax(logits) at temperature 1, one onnxruntime step per token with the
+ *     key-value cache (`past_key_values.*` in, `present.*` out). A sampled `eos_token_id` ends
+ *     that sample and the next position starts a new one at BOS, as in the packed streams decoders
+ *     are trained on (where BOS and EOS are the same token, the EOS itself starts the next sample).
+ *   - Encoders with a masked-LM head (fill-mask exports, a `logits` output) sample from it by
+ *     iterated masked-token resampling (`masked-lm-sampling.ts`).
+ *   - Encoders without one (feature-extraction exports) cannot sample: they fall back to
+ *     `uniform`, and the sequences say so (`fallback`).
+ * - `text`: windows of a plain-text file the user gives, tokenized by the model's own tokenizer
+ *   (`text-sequences.ts`).
+ * - `uniform`: tokens drawn uniformly from the vocabulary without its special tokens (a weak
+ *   baseline: these sequences are not the model's distribution).
  *
  * Draws come from `Rng` streams seeded by the seed and the sequence index, so a seed gives the
  * same sequences whatever the batching. Reads only the model folder (config.json, the ONNX file,
- * and for encoders tokenizer.json's special tokens).
+ * the tokenizer files) and, for `text`, the text file.
  */
 import type { HfModel } from '@zerolm/adapters';
 import { Rng } from '@zerolm/core';
 import { CachedDecoder, sampleFromLogits, type Device } from '@zerolm/runtime';
 import * as fs from 'fs';
 import * as path from 'path';
+import { hasMaskedLmHead, maskedLmSequences, noMaskedLmHead } from './masked-lm-sampling';
+import { textSequences, type TextCalibrationDetails } from './text-sequences';
 
-export type SequenceSource = 'self-generated' | 'uniform-vocabulary';
+export type CalibrationSource = 'self-generated' | 'text' | 'uniform';
+export const CALIBRATION_SOURCES: readonly CalibrationSource[] = ['self-generated', 'text', 'uniform'];
+export const DEFAULT_CALIBRATION_SOURCE: CalibrationSource = 'self-generated';
 
-/** How each source makes its sequences, in words (plan.json and reports quote it). */
-export const SEQUENCE_SOURCES: Readonly<Record<SequenceSource, string>> = {
-  'self-generated': 'sampled from the model itself starting at its BOS token (temperature 1, key-value cache); no text is read',
-  'uniform-vocabulary': 'tokens drawn uniformly from the non-special vocabulary (encoders: no generation head; a weaker fallback)',
-};
+export function checkCalibrationSource(value: string): CalibrationSource {
+  if (!(CALIBRATION_SOURCES as readonly string[]).includes(value)) throw new Error(`unknown calibration source "${value}" (known: ${CALIBRATION_SOURCES.join(', ')})`);
+  return value as CalibrationSource;
+}
 
 export interface CalibrationSequences {
   /** Token ids, row-major `[samples, length]`. */
   readonly tokens: Int32Array;
   readonly samples: number;
   readonly length: number;
-  readonly source: SequenceSource;
+  /** The source that made them (`uniform` also when `self-generated` fell back, see `fallback`). */
+  readonly source: CalibrationSource;
+  /** How self-generated sequences were sampled: next-token (decoders) or from the masked-LM head. */
+  readonly sampler?: 'autoregressive' | 'masked-lm';
+  /** How the sequences were made, in words (plan.json quotes it). */
+  readonly description: string;
+  /** Why another source than the one asked for made them. */
+  readonly fallback?: string;
   readonly vocabulary: number;
   readonly bos?: number;
   readonly eos?: number;
-  /** Token ids never drawn (uniform-vocabulary). */
+  /** The mask token (masked-LM sampling). */
+  readonly mask?: number;
+  /** Token ids never drawn (uniform). */
   readonly excluded?: number;
+  /** The text file read (text). */
+  readonly text?: TextCalibrationDetails;
 }
 
 export interface SequenceOptions {
   samples: number;
   length: number;
   seed: number;
+  /** Default `self-generated`. */
+  source?: CalibrationSource;
+  /** The text file of the `text` source. */
+  text?: string;
   device?: Device;
+  onProgress?: (done: number, total: number) => void;
 }
 
 function tokenId(config: HfModel['config'], key: string): number | undefined {
@@ -59,9 +86,18 @@ function sequenceRng(seed: number, sequence: number): Rng {
   return new Rng(`calibration/${seed}/${sequence}`);
 }
 
-/** Sequences for `model`: self-generated for decoders, uniform over the vocabulary for encoders. */
+/** Sequences for `model` from `options.source` (see the module comment). */
 export async function calibrationSequences(model: HfModel, options: SequenceOptions): Promise<CalibrationSequences> {
-  return model.config.decoder ? generateSequences(model, options) : uniformSequences(model, options);
+  const source = checkCalibrationSource(options.source ?? DEFAULT_CALIBRATION_SOURCE);
+  if (source !== 'text' && options.text !== undefined) throw new Error(`a calibration text (${options.text}) goes with the text source, not ${source}`);
+  if (source === 'text') {
+    if (options.text === undefined) throw new Error('the text calibration source needs a text file (calibration.text, --calibration-text FILE)');
+    return textSequences(model, options.text, options);
+  }
+  if (source === 'uniform') return uniformSequences(model, options);
+  if (model.config.decoder) return generateSequences(model, options);
+  if (hasMaskedLmHead(model)) return maskedLmSequences(model, options);
+  return { ...uniformSequences(model, options), fallback: `${noMaskedLmHead(model)}: tokens drawn uniformly from the vocabulary instead` };
 }
 
 /** Samples `samples` sequences of `length` tokens from the decoder itself, from its BOS token. */
@@ -100,7 +136,17 @@ export async function generateSequences(model: HfModel, options: SequenceOptions
       }
     }
     if (vocabulary === 0) vocabulary = typeof model.config.raw['vocab_size'] === 'number' ? (model.config.raw['vocab_size'] as number) : 0;
-    return { tokens, samples, length, source: 'self-generated', vocabulary, bos, ...(eos === undefined ? {} : { eos }) };
+    return {
+      tokens,
+      samples,
+      length,
+      source: 'self-generated',
+      sampler: 'autoregressive',
+      description: 'sampled from the model itself starting at its BOS token (temperature 1, key-value cache); no text is read',
+      vocabulary,
+      bos,
+      ...(eos === undefined ? {} : { eos }),
+    };
   } finally {
     await decoder.release();
   }
@@ -128,7 +174,7 @@ export function specialTokenIds(model: HfModel): Set<number> {
   return ids;
 }
 
-/** Sequences of tokens drawn uniformly from the vocabulary without its special tokens (encoders). */
+/** Sequences of tokens drawn uniformly from the vocabulary without its special tokens. */
 export function uniformSequences(model: HfModel, options: SequenceOptions): CalibrationSequences {
   const { samples, length, seed } = options;
   const vocabulary = model.config.raw['vocab_size'];
@@ -144,5 +190,13 @@ export function uniformSequences(model: HfModel, options: SequenceOptions): Cali
     const rng = sequenceRng(seed, s);
     for (let t = 0; t < length; t++) tokens[s * length + t] = allowed[rng.int(allowed.length)]!;
   }
-  return { tokens, samples, length, source: 'uniform-vocabulary', vocabulary, excluded: vocabulary - allowed.length };
+  return {
+    tokens,
+    samples,
+    length,
+    source: 'uniform',
+    description: 'tokens drawn uniformly from the non-special vocabulary (not the model\'s distribution: a weak baseline)',
+    vocabulary,
+    excluded: vocabulary - allowed.length,
+  };
 }

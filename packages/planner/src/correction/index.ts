@@ -1,1 +1,2 @@
 export * from './refit';
+export * from './bias';

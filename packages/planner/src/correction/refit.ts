@@ -20,8 +20,9 @@ import { absorbedBias, centred, refitRows, refitRowsOnOrt, RIDGE } from '../cali
 import type { Device } from '@zerolm/runtime';
 import type { WeightOverride } from '@zerolm/export';
 
-export type CorrectionMethod = 'refit' | 'none';
-export const CORRECTIONS: readonly CorrectionMethod[] = ['refit', 'none'];
+/** `refit` (here), `bias` (FLAP's bias compensation, `bias.ts`) or `none`. */
+export type CorrectionMethod = 'refit' | 'bias' | 'none';
+export const CORRECTIONS: readonly CorrectionMethod[] = ['refit', 'bias', 'none'];
 export const DEFAULT_CORRECTION: CorrectionMethod = 'refit';
 
 /** What a correction did (JSON-friendly: plan.json records it). */
@@ -31,6 +32,8 @@ export interface CorrectionSummary {
   matrices?: number;
   /** Output biases that absorbed the removed units' mean output. */
   biases?: number;
+  /** Of those, biases added to a module that had none (`bias` on LLaMA-family modules). */
+  addedBiases?: number;
   /** lambda / mean diagonal of C_KK. */
   ridge?: number;
 }
@@ -95,8 +98,12 @@ function groupRowsCount(model: HfModel, index: number): number {
 }
 
 /** What `refitOverrides` did, for plan.json. */
-export function correctionSummary(method: CorrectionMethod, overrides: readonly WeightOverride[]): CorrectionSummary {
+export function correctionSummary(method: CorrectionMethod, overrides: readonly WeightOverride[], model?: HfModel): CorrectionSummary {
   if (method === 'none') return { method };
+  if (method === 'bias') {
+    const added = model ? overrides.filter((o) => (o.role === 'o' ? model.match.layers[o.layer]!.attention.o : model.match.layers[o.layer]!.ffn.down).bias === undefined).length : 0;
+    return { method, biases: overrides.length, ...(added > 0 ? { addedBiases: added } : {}) };
+  }
   return { method, matrices: overrides.length, biases: overrides.filter((o) => o.bias !== undefined).length, ridge: RIDGE };
 }
 
@@ -115,13 +122,15 @@ export function correctedGraph(graph: ModuleGraph, plan: PrunePlan, overrides: r
   const sources = plan.layers.filter((l) => !l.dropped).map((l) => l.index);
   const replace = (matrices: readonly WeightMatrix[], list: readonly WeightOverride[]) =>
     matrices.map((m) => {
-      const override = list.find((o) => o.role === m.role);
+      // Bias-only overrides leave the sliced matrix as it is.
+      const override = list.find((o) => o.role === m.role && o.values !== undefined);
       if (!override) return m;
-      if (override.values.length !== m.rows * m.cols) throw new Error(`weight override for ${m.name}: ${override.values.length} values, expected ${m.rows} x ${m.cols}`);
+      const values = override.values!;
+      if (values.length !== m.rows * m.cols) throw new Error(`weight override for ${m.name}: ${values.length} values, expected ${m.rows} x ${m.cols}`);
       let cached: Float32Array | undefined;
       const { sumOfSquares: _dropped, ...rest } = m;
       void _dropped;
-      return { ...rest, values: () => (cached ??= Float32Array.from(override.values)) };
+      return { ...rest, values: () => (cached ??= Float32Array.from(values)) };
     });
   return {
     ...pruned,

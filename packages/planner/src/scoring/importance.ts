@@ -29,9 +29,13 @@ export interface ImportanceOptions {
 /** How `self-generated` ranks FFN neurons: see `scoring/self-generated.ts`. */
 export type FfnImportanceMethod = 'obs' | 'chunked-obs' | 'energy';
 export const FFN_IMPORTANCE_METHODS: readonly FfnImportanceMethod[] = ['obs', 'chunked-obs', 'energy'];
-/** How `self-generated` ranks attention units: `auto` is KL where it fits, else block OBS. */
-export type AttentionImportanceMethod = 'auto' | 'kl' | 'block-obs';
-export const ATTENTION_IMPORTANCE_METHODS: readonly AttentionImportanceMethod[] = ['auto', 'kl', 'block-obs'];
+/**
+ * How `self-generated` ranks attention units: `ablation` by the model's output change (KL of the
+ * next-token predictions, an encoder's hidden states), `block-obs` on `o` alone, `auto` the first
+ * where running the model once per candidate fits, else the second.
+ */
+export type AttentionImportanceMethod = 'auto' | 'ablation' | 'block-obs';
+export const ATTENTION_IMPORTANCE_METHODS: readonly AttentionImportanceMethod[] = ['auto', 'ablation', 'block-obs'];
 
 /** How one layer's FFN neurons were ranked, and why when not by the exact greedy OBS (the default). */
 export interface FfnRanking {
@@ -58,8 +62,11 @@ export interface ImportanceContext {
 /** How a model rule ranked the units (recorded in the plan result and plan.json). */
 export interface ImportanceDetails {
   calibration?: CalibrationSummary;
-  /** How attention units were ranked, and why when not by the model's own predictions. */
-  attention?: { method: 'kl' | 'block-obs'; reason?: string; passes?: number };
+  /**
+   * How attention units were ranked: by the output change (`kl` of the next-token predictions,
+   * `hidden` the squared change of an encoder's final hidden states), or by `block-obs` with the reason.
+   */
+  attention?: { method: 'kl' | 'hidden' | 'block-obs'; reason?: string; passes?: number };
   /** How each layer's FFN neurons were ranked. */
   ffn?: FfnRanking[];
   /** Where the OBS algebra ran (onnxruntime provider, and why not CUDA), when it ran there. */
@@ -74,6 +81,11 @@ export interface ImportanceDetails {
 export interface PreparedImportance {
   /** One score per unit of `kind` in `layer` (a layer of `context.graph`), as `importance` returns. */
   scores(layer: Layer, kind: UnitKind): Float64Array;
+  /**
+   * The scores compare across layers and between heads and neurons (not only within a layer), so
+   * `search: 'global'` may keep the best units of the whole model by them.
+   */
+  comparable?: boolean;
   details?: ImportanceDetails;
 }
 
@@ -155,4 +167,4 @@ export const randomImportance: WeightImportance = {
 
 registerImportance(magnitudeImportance);
 registerImportance(randomImportance);
-// `self-generated` registers itself in self-generated.ts (it needs the calibration code).
+// `self-generated`, `wanda-sp` and `flap` register themselves in their own files (they need the calibration code).

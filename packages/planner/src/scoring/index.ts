@@ -6,3 +6,6 @@ export * from './masks';
 export * from './onnx-scorer';
 export * from './backend';
 export * from './self-generated';
+export * from './wanda-sp';
+export * from './flap';
+export * from './baseline-inputs';

@@ -22,6 +22,8 @@ import {
   type UnitImportance,
 } from './importance';
 import './self-generated';
+import './wanda-sp';
+import './flap';
 import type { UnitKind } from './unit-norms';
 
 /** Per-layer unit orders, most important first (JSON-friendly, part of a plan result). */
@@ -31,6 +33,11 @@ export interface UnitRanking {
   groups: number[][];
   /** Per layer: FFN neuron indices, most important first. */
   neurons: number[][];
+  /**
+   * The rule's scores per layer, in unit index order, when they compare across layers (the rule
+   * says so: `flap`); `search: 'global'` ranks the whole model by them.
+   */
+  scores?: { groups: number[][]; neurons: number[][] };
 }
 
 /** How much of one layer a candidate keeps. */
@@ -165,11 +172,12 @@ export async function prepareRanking(
     },
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  return {
-    ranking: rankWith(graph, rule.name, (layer, kind) => prepared.scores(layer, kind)),
-    calibrationMs,
-    ...(prepared.details ? { details: prepared.details } : {}),
-  };
+  const ranking = rankWith(graph, rule.name, (layer, kind) => prepared.scores(layer, kind));
+  if (prepared.comparable) {
+    const all = (kind: UnitKind) => graph.layers.map((layer) => Array.from(prepared.scores(layer, kind)));
+    ranking.scores = { groups: all('heads'), neurons: all('ffn') };
+  }
+  return { ranking, calibrationMs, ...(prepared.details ? { details: prepared.details } : {}) };
 }
 
 /** The `count` most important of `order`, ascending (the form a `LayerPlan` wants). */

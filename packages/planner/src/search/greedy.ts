@@ -15,7 +15,7 @@ export interface SearchPoint {
   score: number;
   genome: Int32Array;
   /** Which procedure produced it. */
-  source: 'greedy' | 'uniform' | 'random' | 'evolution';
+  source: 'greedy' | 'uniform' | 'random' | 'evolution' | 'global';
 }
 
 export function pointOf(space: SearchSpace, state: State, source: SearchPoint['source']): SearchPoint {

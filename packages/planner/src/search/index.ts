@@ -5,3 +5,4 @@ export * from './pareto';
 export * from './greedy';
 export * from './evolution';
 export * from './plan';
+export * from './global';

@@ -25,13 +25,14 @@ import type { AttentionImportanceMethod, FfnImportanceMethod, ImportanceDetails,
 import { planFromCounts, prepareRanking, type LayerCounts, type UnitRanking } from '../scoring/ranking';
 import { DEFAULT_SEQ_LEN, graphFlops, resolveTarget } from './budget';
 import { DEFAULT_EVALS, DEFAULT_POPULATION, evolutionarySearch, uniformSolution } from './evolution';
+import { globalSolution } from './global';
 import { greedySearch, type SearchPoint } from './greedy';
 import { paretoFront } from './pareto';
 import { DEFAULT_ROUND_TO, parseGranularity, SearchSpace, type Budget, type Granularity } from './space';
 
-export type SearchMethod = 'evolutionary' | 'greedy' | 'uniform';
+export type SearchMethod = 'evolutionary' | 'greedy' | 'uniform' | 'global';
 
-export const SEARCH_METHODS: readonly SearchMethod[] = ['evolutionary', 'greedy', 'uniform'];
+export const SEARCH_METHODS: readonly SearchMethod[] = ['evolutionary', 'greedy', 'uniform', 'global'];
 
 export type PlanPhase = 'calibration' | 'importance' | 'scoring' | 'greedy' | 'evolution' | 'latency';
 
@@ -85,7 +86,9 @@ export interface PlanOptions {
   variant?: ScoreVariant;
   /**
    * `evolutionary` (default), `greedy` alone, or `uniform`: no search, every layer keeps the same
-   * fraction of its groups and neurons (the largest that fits), the baseline widths.
+   * fraction of its groups and neurons (the largest that fits), the baseline widths; or `global`:
+   * the highest-scoring units of the whole model, for a rule whose scores compare across layers
+   * (`flap`: its adaptive structure).
    */
   search?: SearchMethod;
   /** Candidate evaluations of the evolutionary search (default 2000). */
@@ -318,6 +321,12 @@ export async function planPrune(graph: ModuleGraph, options: PlanOptions = {}): 
     if (!uniform) throw new Error('no uniform-width sub-network meets the budget (try another search, or the layers granularity)');
     best = uniform;
     seen = [...greedy.points, uniform];
+    evaluations = 1;
+  } else if (method === 'global') {
+    const chosen = globalSolution(space, budget, ranking);
+    if (!chosen) throw new Error('no sub-network meets the budget with every layer kept (try the layers granularity)');
+    best = chosen;
+    seen = [...greedy.points, chosen];
     evaluations = 1;
   } else if (method === 'evolutionary') {
     uniform = uniformSolution(space, budget);
