@@ -17,25 +17,13 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { OrtAlgebra } from '@zerolm/planner';
+import { OrtAlgebra, type PruneTimings } from '@zerolm/planner';
 import type { ModelDtype } from '@zerolm/adapters';
 import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
 import { singleFormatFolder } from './formats';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
-
-/** Plan.json's phase timings (milliseconds), as the child prints them with --json. */
-interface Timings {
-  calibrationMs: number;
-  sequencesMs?: number;
-  statisticsMs?: number;
-  importanceMs: number;
-  searchMs: number;
-  correctionMs: number;
-  exportMs: number;
-  totalMs: number;
-}
 
 export interface PruneScaleRow {
   name: string;
@@ -49,7 +37,8 @@ export interface PruneScaleRow {
   /** The machine's 1-minute load average when the run ended (other work slows it down). */
   loadAverage: number;
   peakBytes: number;
-  timings: Timings;
+  /** plan.json's phase timings (milliseconds), as the child prints them with --json. */
+  timings: PruneTimings;
   /** How FFN neurons and attention units were ranked, in plan.json's words. */
   rules: string;
 }
@@ -100,7 +89,7 @@ function measure(name: string, spec: ModelSpec, work: string, log?: (line: strin
       cpuSeconds: run.cpuSeconds,
       loadAverage: os.loadavg()[0]!,
       peakBytes: run.peakBytes,
-      timings: run.plan['timings'] as Timings,
+      timings: run.plan['timings'] as PruneTimings,
       rules: rulesOf(run.plan),
     };
     log?.(formatRow(row).join('\n'));
@@ -174,7 +163,7 @@ export async function runPruneScaleBench(options: { quick?: boolean; log?: (line
 
 const GiB = 2 ** 30;
 
-function phases(t: Timings): string {
+function phases(t: PruneTimings): string {
   const s = (ms: number | undefined) => ((ms ?? 0) / 1000).toFixed(1);
   return `calibration ${s(t.calibrationMs)} s (sequences ${s(t.sequencesMs)}, statistics ${s(t.statisticsMs)}), importance ${s(t.importanceMs)} s, search ${s(t.searchMs)} s, correction ${s(t.correctionMs)} s, export ${s(t.exportMs)} s`;
 }
