@@ -243,20 +243,9 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
       throw new Error(`${file} and onnx/${DTYPE_FILES[reference.dtype]} of ${input} have different layer shapes`);
     }
   }
-  const ref = reference!;
+  const { config: sourceConfig, dtype: sourceDtype } = reference!;
   if (plan.layers.every((l) => l.dropped)) throw new Error('the plan drops every layer; keep at least one');
-
-  const layers: ExportedLayer[] = ref.graph.layers.map((layer, i) => {
-    const shape = keptShape(layer, plan.layers[i]!);
-    return { index: i, dropped: !shape, heads: shape?.heads ?? 0, kvHeads: shape?.kvHeads ?? 0, ffnWidth: shape?.ffnWidth ?? 0 };
-  });
-  const kept: PrunedLayerEntry[] = layers
-    .filter((l) => !l.dropped)
-    .map((l) => ({ heads: l.heads, kvHeads: l.kvHeads, ffnWidth: l.ffnWidth, sourceLayer: l.index }));
-  const headDims = new Set(ref.graph.layers.map((l) => l.attention.headDim));
-  if (headDims.size !== 1) throw new Error(`${input}: layers have different head sizes (${[...headDims].join(', ')}), which config.json cannot state`);
-  const headDim = [...headDims][0]!;
-  const params = { before: countParams(ref.graph).modules, after: countParams(prunedGraph(ref.graph, plan)).modules };
+  const { layers, kept, headDim, params } = prunedLayout(reference!.graph, plan, input);
 
   const parent = path.dirname(output);
   const createdParent = fs.mkdirSync(parent, { recursive: true });
@@ -296,8 +285,10 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
       });
     };
     for (const dtype of read) {
-      // Loaded afresh: pruning edits the in-memory model.
-      const hf = dtype === ref.dtype ? ref : loadHfModel(input, { dtype });
+      // The other files loaded afresh (pruning edits the in-memory model); the checked one let go
+      // once pruned, so that a single-file model is not held through the writes and checks below.
+      const hf = dtype === sourceDtype ? reference! : loadHfModel(input, { dtype });
+      if (dtype === sourceDtype) reference = undefined;
       const external = externalLocations(hf);
       const requantized: Requantized[] = [];
       const model = pruneOnnxModel(hf, plan, options.overrides ?? [], requantized);
@@ -317,15 +308,15 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
     skippedModels.forEach((f) => skipped.add(f));
 
     const config = prunedConfig({
-      raw: ref.config.raw,
-      modelType: ref.config.modelType,
-      sourceLayers: ref.graph.layers.length,
+      raw: sourceConfig.raw,
+      modelType: sourceConfig.modelType,
+      sourceLayers: layers.length,
       layers: kept,
       headDim,
       source: input,
       ...(options.zerolm ? { extra: options.zerolm } : {}),
     });
-    const tjs = transformersJsConfig(ref.config.raw['transformers.js_config'], onnxFiles);
+    const tjs = transformersJsConfig(sourceConfig.raw['transformers.js_config'], onnxFiles);
     if (tjs) config['transformers.js_config'] = tjs;
     else delete config['transformers.js_config'];
     fs.writeFileSync(path.join(temp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
@@ -347,8 +338,8 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
     }
 
     if (options.verify !== false) {
-      const vocab = ref.config.raw['vocab_size'];
-      const widths = { hidden: ref.config.hiddenSize, ...(typeof vocab === 'number' ? { logits: vocab } : {}) };
+      const vocab = sourceConfig.raw['vocab_size'];
+      const widths = { hidden: sourceConfig.hiddenSize, ...(typeof vocab === 'number' ? { logits: vocab } : {}) };
       for (const dtype of dtypes) await smokeRun(path.join(temp, 'onnx', DTYPE_FILES[dtype]), `onnx/${DTYPE_FILES[dtype]}`, widths);
     }
 
@@ -360,6 +351,22 @@ export async function exportPrunedModel(modelDir: string, plan: PrunePlan, outDi
     if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The layers an export keeps, their shapes and the parameter counts, from the source graph. */
+function prunedLayout(graph: ModuleGraph, plan: PrunePlan, input: string): { layers: ExportedLayer[]; kept: PrunedLayerEntry[]; headDim: number; params: ExportResult['params'] } {
+  const layers: ExportedLayer[] = graph.layers.map((layer, i) => {
+    const shape = keptShape(layer, plan.layers[i]!);
+    return { index: i, dropped: !shape, heads: shape?.heads ?? 0, kvHeads: shape?.kvHeads ?? 0, ffnWidth: shape?.ffnWidth ?? 0 };
+  });
+  const kept: PrunedLayerEntry[] = layers
+    .filter((l) => !l.dropped)
+    .map((l) => ({ heads: l.heads, kvHeads: l.kvHeads, ffnWidth: l.ffnWidth, sourceLayer: l.index }));
+  const headDims = new Set(graph.layers.map((l) => l.attention.headDim));
+  if (headDims.size !== 1) throw new Error(`${input}: layers have different head sizes (${[...headDims].join(', ')}), which config.json cannot state`);
+  const headDim = [...headDims][0]!;
+  const params = { before: countParams(graph).modules, after: countParams(prunedGraph(graph, plan)).modules };
+  return { layers, kept, headDim, params };
 }
 
 /**

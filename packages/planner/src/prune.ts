@@ -287,10 +287,12 @@ function writeFileAtomic(file: string, text: string): void {
   }
 }
 
-/** Plans and exports a pruned model; see the package README ("Prune"). */
-export async function prune(modelDir: string, options: PruneOptions): Promise<PruneResult> {
-  const started = performance.now();
-  if (!options.planOnly && !options.out) throw new Error('name the output folder (out), or ask for the plan only (planOnly)');
+/** The plan, the correction and plan.json of `prune`, before anything is written. */
+async function planAndCorrect(
+  modelDir: string,
+  options: PruneOptions,
+  started: number,
+): Promise<{ result: PlanResult; file: PlanFile; applied?: AppliedCorrection; overrides: WeightOverride[]; planMs: number; correctionMs: number }> {
   const correction = checkCorrection(options.correction ?? DEFAULT_CORRECTION);
   // Planned from one file: fp32 when present, else the most precise format present (dequantized).
   const model = loadHfModel(modelDir, { dtype: 'auto' });
@@ -347,6 +349,16 @@ export async function prune(modelDir: string, options: PruneOptions): Promise<Pr
   const overrides = applied ? [...applied.overrides] : [];
   const file = planFile(model, result, options, applied);
   file.timings = pruneTimings(result, applied, 0, performance.now() - started);
+  return { result, file, ...(applied ? { applied } : {}), overrides, planMs, correctionMs };
+}
+
+/** Plans and exports a pruned model; see the package README ("Prune"). */
+export async function prune(modelDir: string, options: PruneOptions): Promise<PruneResult> {
+  const started = performance.now();
+  if (!options.planOnly && !options.out) throw new Error('name the output folder (out), or ask for the plan only (planOnly)');
+  // The planned model goes out of scope here: the export reads its files afresh, and a
+  // single-file model held twice is what set the peak memory of the whole run.
+  const { result, file, applied, overrides, planMs, correctionMs } = await planAndCorrect(modelDir, options, started);
   const timings = (exportMs: number) => ({ planMs, correctionMs, exportMs, totalMs: performance.now() - started });
   if (options.planOnly) return { plan: result, planFile: file, overrides, timings: timings(0) };
   const exportStarted = performance.now();

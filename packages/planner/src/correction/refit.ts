@@ -52,10 +52,13 @@ async function refit(
   kept: readonly number[],
   bias: Float64Array | undefined,
   algebra: OrtAlgebra | undefined,
-): Promise<{ values: Float64Array; bias?: Float64Array }> {
+): Promise<{ values: Float32Array; bias?: Float64Array }> {
   const problem = { second: bias ? centred(second, mean) : second, n: rows, weights, d: cols, kept };
-  const values = algebra ? await refitRowsOnOrt(problem, algebra) : refitRows(problem);
-  return bias ? { values, bias: absorbedBias(bias, mean, weights, cols, kept, values) } : { values };
+  const solved = algebra ? await refitRowsOnOrt(problem, algebra) : refitRows(problem);
+  // Kept as float32, the precision every weight file stores them at: the overrides of all layers
+  // wait in memory for the export, and in float64 they outweigh a 4-bit model (1.4 GB for 1.1B).
+  const values = Float32Array.from(solved);
+  return bias ? { values, bias: absorbedBias(bias, mean, weights, cols, kept, solved) } : { values };
 }
 
 /**
@@ -130,7 +133,7 @@ export function correctedGraph(graph: ModuleGraph, plan: PrunePlan, overrides: r
       let cached: Float32Array | undefined;
       const { sumOfSquares: _dropped, ...rest } = m;
       void _dropped;
-      return { ...rest, values: () => (cached ??= Float32Array.from(values)) };
+      return { ...rest, values: () => (cached ??= values instanceof Float32Array ? values : Float32Array.from(values)) };
     });
   return {
     ...pruned,
