@@ -67,10 +67,12 @@ export async function obsRemovalOrderOnOrt(problem: ObsProblem, algebra: OrtAlge
   const { n, d, units } = problem;
   const chunk = Math.max(1, Math.floor(problem.chunk ?? 1));
   const rowsAreUnits = units.length === n && units.every((u, i) => u.length === 1 && u[0] === i);
-  const inverse = await algebra.inverseSpd(regularized(problem.second, n, problem.ridge), n, 'the regularized second moment');
-  if (!rowsAreUnits) return obsOrderFromInverse(inverse, problem);
-  let h: Float64Array = inverse;
-  let w: Float64Array = Float64Array.from(problem.weights);
+  // Each run returns new matrices: no name keeps the ones it replaces (the first inverse alone is
+  // 254 MB for a 5632-wide FFN), so they can be freed while the next run works.
+  let h = await algebra.inverseSpd(regularized(problem.second, n, problem.ridge), n, 'the regularized second moment');
+  if (!rowsAreUnits) return obsOrderFromInverse(h, problem);
+  // Read, never written, by the runs.
+  let w = problem.weights instanceof Float64Array ? problem.weights : Float64Array.from(problem.weights);
   /** Unit (= original row) at each compact position. */
   let rows = Array.from({ length: n }, (_, i) => i);
   const order: number[] = [];
