@@ -4,7 +4,7 @@
  */
 import { loadHfModel } from '@zerolm/adapters';
 import { DataType, makeValueInfo } from '@zerolm/onnx';
-import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, generateModel } from '@zerolm/test-fixtures';
+import { DEFAULT_FIXTURES, ensureFixtures, ensureModel, fixturePath, generateModel, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -197,6 +197,23 @@ describe('calibration statistics', () => {
     expect(piece.graph.input.map((i) => i.name)).not.toContain('past_key_values.0.key');
     const embeddings = embeddingPiece(model);
     expect(embeddings.graph.output.map((o) => o.name)).toEqual([model.match.layers[0]!.input]);
+  });
+
+  it('cuts layers at residual sums made inside fused norms (genai builder, onnxruntime optimizer): the moments of the torch-style twin', async () => {
+    for (const name of ['llama-genai', 'qwen2-genai', 'bert-fused'] as const) {
+      const { style: _style, ...spec } = DEFAULT_FIXTURES[name] as ModelSpec;
+      const twin = loadHfModel(ensureModel(spec, path.join(GENERATED_FIXTURES_DIR, `twin-${name}`)));
+      const fused = loadHfModel(fixturePath(name));
+      const tokens = Int32Array.from({ length: 2 * 9 }, (_, i) => 3 + ((i * 7) % 50));
+      const [a, b] = [await collectMoments(fused, tokens, 2, 9), await collectMoments(twin, tokens, 2, 9)];
+      a.layers.forEach((layer, i) => {
+        for (const module of ['ffn', 'attention'] as const) {
+          const [x, y] = [layer[module].second, b.layers[i]![module].second];
+          const scale = Math.max(...Array.from(y, Math.abs));
+          expect(Math.max(...Array.from(x, (v, k) => Math.abs(v - y[k]!)))).toBeLessThan(1e-4 * scale);
+        }
+      });
+    }
   });
 
   it('reads external data in place: the same moments as the single-file model', async () => {

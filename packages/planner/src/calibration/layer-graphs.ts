@@ -13,6 +13,7 @@
 import type { HfModel } from '@zerolm/adapters';
 import {
   elementByteSize,
+  makeNode,
   isExternalTensor,
   makeValueInfo,
   newTensorProto,
@@ -60,6 +61,29 @@ function inlined(tensor: TensorProto, baseDir: string): TensorProto {
 }
 
 /**
+ * A piece's own version of a node that also makes the residual stream the piece is cut at: the
+ * fused residual norms of onnxruntime's optimizer and the genai builder
+ * (`Skip[Simplified]LayerNormalization` sums input, skip and bias into the residual and normalises
+ * it; the sum is the cut, fed from outside) become the plain norm of the cut.
+ */
+function normalizationOfCut(node: NodeProto, cut: string): NodeProto {
+  const name = `${node.name ?? node.output[0]}/of_cut`;
+  const norm =
+    node.opType === 'SkipSimplifiedLayerNormalization'
+      ? makeNode('SimplifiedLayerNormalization', [cut, node.input[2]!], [node.output[0]!], { axis: -1 }, { name })
+      : node.opType === 'SkipLayerNormalization'
+        ? makeNode('LayerNormalization', [cut, node.input[2]!, ...(node.input[3] ? [node.input[3]] : [])], [node.output[0]!], { axis: -1 }, { name })
+        : undefined;
+  if (norm) {
+    norm.attribute.push(...node.attribute.filter((a) => a.name === 'epsilon'));
+    return norm;
+  }
+  // Any other node (EmbedLayerNormalization, whose mask index the layer reads) runs as it is, its
+  // copy of the cut going nowhere.
+  return { ...node, output: node.output.map((o) => (o === cut ? `${cut}/unused_in_piece` : o)) };
+}
+
+/**
  * The piece of `model`'s graph that computes `outputs` from `cuts` (tensors fed from outside, as
  * float32 `[batch, sequence, width]`) and whatever graph inputs it reads.
  */
@@ -74,6 +98,7 @@ export function graphPiece(model: HfModel, outputs: readonly string[], cuts: rea
   const cutNames = new Set(cuts.map((c) => c.name));
 
   const nodes = new Set<NodeProto>();
+  const replaced = new Map<NodeProto, NodeProto>();
   const usedInitializers = new Set<string>();
   const usedInputs = new Set<string>();
   const usedCuts = new Set<string>();
@@ -87,10 +112,13 @@ export function graphPiece(model: HfModel, outputs: readonly string[], cuts: rea
     else if (initializers.has(name)) usedInitializers.add(name);
     else if (graphInputs.has(name)) usedInputs.add(name);
     else {
-      const node = producer.get(name);
-      if (!node) throw new Error(`internal: ${model.file} has no producer of ${name} for a calibration piece`);
-      if (nodes.has(node)) continue;
-      nodes.add(node);
+      const source = producer.get(name);
+      if (!source) throw new Error(`internal: ${model.file} has no producer of ${name} for a calibration piece`);
+      if (nodes.has(source)) continue;
+      nodes.add(source);
+      const cut = source.output.find((o) => cutNames.has(o));
+      const node = cut === undefined ? source : normalizationOfCut(source, cut);
+      if (node !== source) replaced.set(source, node);
       stack.push(...node.input, ...outerNames(node));
     }
   }
@@ -109,7 +137,7 @@ export function graphPiece(model: HfModel, outputs: readonly string[], cuts: rea
   const piece: GraphProto = {
     ...graph,
     // Source order is a topological order.
-    node: graph.node.filter((n) => nodes.has(n)),
+    node: graph.node.filter((n) => nodes.has(n)).map((n) => replaced.get(n) ?? n),
     initializer,
     sparseInitializer: [],
     input,
