@@ -12,11 +12,11 @@ import { latencyBatch, measureLatencies } from '@zerolm/compare';
 import { countParams } from '@zerolm/core';
 import { ModelRunner } from '@zerolm/runtime';
 import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '@zerolm/test-fixtures';
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { REPO_ROOT } from './registry';
+import { runCliMeasured } from './timing';
 
 const cli = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
 const SEQ_LEN = 128;
@@ -56,15 +56,8 @@ export function singleFormatFolder(source: string, dtype: ModelDtype, target: st
 
 /** `zerolm prune` in a child process that reports its own peak memory on exit. */
 function timedPrune(dir: string, out: string): { seconds: number; peakMb: number } {
-  const args = ['prune', dir, '--out', out, '--target-params', '0.5', '--json'];
-  const script = `require(${JSON.stringify(cli)}).main(${JSON.stringify(args)})` +
-    `.then((code) => { process.stderr.write('ZEROLM_MAXRSS_KB=' + process.resourceUsage().maxRSS + '\\n'); process.exitCode = code; });`;
-  const started = process.hrtime.bigint();
-  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (result.status !== 0) throw new Error(`zerolm prune ${dir} failed: ${result.stderr.trim().split('\n').find((l) => l.startsWith('zerolm:')) ?? result.stderr.trim().split('\n')[0]}`);
-  const rss = /ZEROLM_MAXRSS_KB=(\d+)/.exec(result.stderr);
-  return { seconds, peakMb: rss ? Number(rss[1]) / 1024 : NaN };
+  const run = runCliMeasured(cli, ['prune', dir, '--out', out, '--target-params', '0.5', '--json'], `zerolm prune ${dir}`);
+  return { seconds: run.seconds, peakMb: run.peakBytes / 2 ** 20 };
 }
 
 export async function runFormatsBench(options: { runs?: number; log?: (line: string) => void } = {}): Promise<{ prune: FormatPruneRow[]; latency: FormatLatencyRow[] }> {

@@ -13,7 +13,6 @@
  * - GPU: the layer-wise calibration and ranking (`--plan-only`) of the 12-layer model on the CPU
  *   and on CUDA in the same run, when the CUDA provider starts; otherwise the line says why not.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -21,6 +20,7 @@ import { OrtAlgebra, type PruneTimings } from '@zerolm/planner';
 import type { ModelDtype } from '@zerolm/adapters';
 import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
 import { singleFormatFolder } from './formats';
+import { runCliMeasured } from './timing';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
@@ -51,16 +51,8 @@ function weightBytes(dir: string): number {
 
 /** Runs `zerolm prune` in a child process that reports its own peak memory on exit. */
 function timedPrune(dir: string, out: string, extra: readonly string[] = []): { seconds: number; cpuSeconds: number; peakBytes: number; plan: Record<string, unknown> } {
-  const args = ['prune', dir, '--out', out, '--target-params', '0.5', '--force', '--json', ...extra];
-  const script =
-    `require(${JSON.stringify(cli)}).main(${JSON.stringify(args)})` +
-    `.then((code) => { const u = process.resourceUsage(); process.stderr.write('ZEROLM_MAXRSS_KB=' + u.maxRSS + ' ZEROLM_CPU_US=' + (u.userCPUTime + u.systemCPUTime) + '\\n'); process.exitCode = code; });`;
-  const started = process.hrtime.bigint();
-  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (result.status !== 0) throw new Error(`zerolm prune ${dir} failed: ${result.stderr.trim().split('\n').filter((l) => !l.startsWith('ZEROLM_MAXRSS')).pop()}`);
-  const rss = /ZEROLM_MAXRSS_KB=(\d+) ZEROLM_CPU_US=(\d+)/.exec(result.stderr);
-  return { seconds, cpuSeconds: rss ? Number(rss[2]) / 1e6 : NaN, peakBytes: rss ? Number(rss[1]) * 1024 : NaN, plan: JSON.parse(result.stdout) };
+  const run = runCliMeasured(cli, ['prune', dir, '--out', out, '--target-params', '0.5', '--force', '--json', ...extra], `zerolm prune ${dir}`);
+  return { seconds: run.seconds, cpuSeconds: run.cpuSeconds, peakBytes: run.peakBytes, plan: JSON.parse(run.stdout) };
 }
 
 function rulesOf(plan: Record<string, unknown>): string {

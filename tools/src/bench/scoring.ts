@@ -3,10 +3,10 @@
  * 3072), fp32 and q8, as whole processes: wall time and peak resident memory against the size of
  * the ONNX file read. Goals: under 2 s with `msv`, peak memory under 2x the file size.
  */
-import { spawnSync } from 'child_process';
 import { statSync } from 'fs';
 import * as path from 'path';
 import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '@zerolm/test-fixtures';
+import { runCliMeasured } from './timing';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
@@ -23,14 +23,8 @@ export interface ScoringRow {
 
 /** Runs `zerolm score` in a child process that reports its own peak memory on exit. */
 function timedScore(dir: string, dtype: string): { seconds: number; peakMb: number } {
-  const script = `require(${JSON.stringify(cli)}).main(${JSON.stringify(['score', dir, '--dtype', dtype, '--json'])})` +
-    `.then((code) => { process.stderr.write('ZEROLM_MAXRSS_KB=' + process.resourceUsage().maxRSS + '\\n'); process.exitCode = code; });`;
-  const started = process.hrtime.bigint();
-  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (result.status !== 0) throw new Error(`zerolm score ${dtype} failed: ${result.stderr.trim().split('\n')[0]}`);
-  const rss = /ZEROLM_MAXRSS_KB=(\d+)/.exec(result.stderr);
-  return { seconds, peakMb: rss ? Number(rss[1]) / 1024 : NaN };
+  const run = runCliMeasured(cli, ['score', dir, '--dtype', dtype, '--json'], `zerolm score ${dtype}`);
+  return { seconds: run.seconds, peakMb: run.peakBytes / 2 ** 20 };
 }
 
 export function runScoringBench(options: { runs?: number; log?: (line: string) => void } = {}): ScoringRow[] {

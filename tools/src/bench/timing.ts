@@ -63,3 +63,34 @@ export function formatTiming(timing: ProcessTiming): string {
   const warm = timing.warmups > 0 ? ` after ${timing.warmups} warm-up${timing.warmups === 1 ? '' : 's'}` : '';
   return `median ${s(timing.median)} s (min ${s(timing.min)}, max ${s(timing.max)}; ${runs}${warm})`;
 }
+
+export interface CliRun {
+  /** Wall seconds of the whole child process. */
+  seconds: number;
+  /** CPU seconds (user + system) the child reports. */
+  cpuSeconds: number;
+  /** The child's peak resident set size, bytes. */
+  peakBytes: number;
+  stdout: string;
+}
+
+/**
+ * Runs `zerolm args` (the built CLI at `cli`) in a child process that reports its own peak memory
+ * and CPU time on exit. The peak is Linux's VmHWM, the high-water mark of the child's own address
+ * space: `resourceUsage().maxRSS` would start at the parent's resident size, which a forked child
+ * inherits across exec (a bench process holding 3 GB made every child "peak" at 3 GB).
+ */
+export function runCliMeasured(cli: string, args: readonly string[], what: string): CliRun {
+  const script =
+    `require(${JSON.stringify(cli)}).main(${JSON.stringify(args)}).then((code) => {` +
+    ` const u = process.resourceUsage(); let kb = u.maxRSS;` +
+    ` try { kb = Number(/VmHWM:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]); } catch {}` +
+    ` process.stderr.write('ZEROLM_PEAK_KB=' + kb + ' ZEROLM_CPU_US=' + (u.userCPUTime + u.systemCPUTime) + '\\n'); process.exitCode = code; });`;
+  const started = performance.now();
+  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const seconds = (performance.now() - started) / 1000;
+  const lines = (result.stderr ?? '').trim().split('\n').filter((l) => !l.startsWith('ZEROLM_PEAK_KB'));
+  if (result.status !== 0) throw new Error(`${what} failed: ${lines.find((l) => l.startsWith('zerolm:')) ?? lines.pop() ?? `signal ${result.signal}`}`);
+  const usage = /ZEROLM_PEAK_KB=(\d+) ZEROLM_CPU_US=(\d+)/.exec(result.stderr);
+  return { seconds, cpuSeconds: usage ? Number(usage[2]) / 1e6 : NaN, peakBytes: usage ? Number(usage[1]) * 1024 : NaN, stdout: result.stdout };
+}
