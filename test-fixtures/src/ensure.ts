@@ -85,3 +85,13 @@ export function ensureFixtures(names: readonly string[] = FIXTURE_NAMES, root: s
   for (const name of names) paths[name] = ensureModel(specOf(name), join(root, name));
   return paths;
 }
+
+/**
+ * The torch.onnx-style twin of a fused or quantized fixture (the same spec and weights without its
+ * `style`, `quantization` and `rotary`), generated once beside the fixtures: the ground truth that
+ * genai-builder and optimizer-fused graphs are checked against.
+ */
+export function twinFixturePath(name: FixtureName): string {
+  const { style: _style, quantization: _quantization, rotary: _rotary, ...spec } = DEFAULT_FIXTURES[name] as ModelSpec;
+  return ensureModel(spec, join(GENERATED_FIXTURES_DIR, `twin-${name}`));
+}

@@ -13,7 +13,7 @@
  */
 import { join } from 'path';
 import { countParams, getMeasure, graphCapacity, prunedGraph, type ModuleGraph } from '@zerolm/core';
-import { DEFAULT_FIXTURES, ensureFixtures, ensureModel, fixturePath, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
+import { ensureFixtures, fixturePath, twinFixturePath, type FixtureName } from '@zerolm/test-fixtures';
 import type { NodeProto } from '@zerolm/onnx';
 import { exportPrunedModel } from '../src';
 import {
@@ -37,11 +37,7 @@ import {
 const FUSED = ['llama-genai', 'llama-genai-rotary', 'qwen2-genai', 'bert-fused', 'bert-fused-mha'] as const;
 const IDS = [2, 17, 40, 9, 33, 5, 61, 12, 3];
 
-/** The torch.onnx-style twin of a fixture: the same spec without its style. */
-function twin(name: string): string {
-  const { style: _style, quantization: _q, rotary: _r, ...spec } = DEFAULT_FIXTURES[name as keyof typeof DEFAULT_FIXTURES] as ModelSpec;
-  return ensureModel(spec as ModelSpec, join(GENERATED_FIXTURES_DIR, `twin-${name}`));
-}
+const twin = (name: string): string => twinFixturePath(name as FixtureName);
 
 const root = tempRoot('export-fused');
 beforeAll(() => ensureFixtures([...FUSED, 'llama-genai-int4']));

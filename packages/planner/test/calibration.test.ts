@@ -4,7 +4,7 @@
  */
 import { loadHfModel } from '@zerolm/adapters';
 import { DataType, makeValueInfo } from '@zerolm/onnx';
-import { DEFAULT_FIXTURES, ensureFixtures, ensureModel, fixturePath, generateModel, GENERATED_FIXTURES_DIR, type ModelSpec } from '@zerolm/test-fixtures';
+import { DEFAULT_FIXTURES, ensureFixtures, fixturePath, generateModel, twinFixturePath } from '@zerolm/test-fixtures';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -201,8 +201,7 @@ describe('calibration statistics', () => {
 
   it('cuts layers at residual sums made inside fused norms (genai builder, onnxruntime optimizer): the moments of the torch-style twin', async () => {
     for (const name of ['llama-genai', 'qwen2-genai', 'bert-fused'] as const) {
-      const { style: _style, ...spec } = DEFAULT_FIXTURES[name] as ModelSpec;
-      const twin = loadHfModel(ensureModel(spec, path.join(GENERATED_FIXTURES_DIR, `twin-${name}`)));
+      const twin = loadHfModel(twinFixturePath(name));
       const fused = loadHfModel(fixturePath(name));
       const tokens = Int32Array.from({ length: 2 * 9 }, (_, i) => 3 + ((i * 7) % 50));
       const [a, b] = [await collectMoments(fused, tokens, 2, 9), await collectMoments(twin, tokens, 2, 9)];
