@@ -48,6 +48,12 @@ describe('OrtAlgebra', () => {
     const ours = await algebra.inverseSpd(c, n);
     const reference = inverseSpd(c, n);
     expect(maxRelativeError(ours, reference)).toBeLessThan(1e-8);
+    // The ridge given as a shift is added to the blocks, not to the input.
+    const before = Float64Array.from(c);
+    const shifted = Float64Array.from(c);
+    for (let i = 0; i < n; i++) shifted[i * n + i] += 0.3;
+    expect(maxRelativeError(await algebra.inverseSpd(c, n, 'c', 0.3), inverseSpd(shifted, n))).toBeLessThan(1e-8);
+    expect(c).toEqual(before);
     const scale = reference.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
     expect(Math.abs(ours[5 * n + 700]! - ours[700 * n + 5]!)).toBeLessThan(1e-10 * scale);
   });

@@ -12,7 +12,9 @@
  *
  * Greedy OBS steps run as unrolled graphs: each step picks the `chunk` cheapest units by
  * ||W_j||^2 / [H^-1]_jj (TopK), and applies the block downdate with the com.microsoft `Inverse` of
- * their `chunk x chunk` block; after `steps` steps the graph gathers the rows and columns left.
+ * their `chunk x chunk` block; after `steps` steps the kept block of H^-1 is compacted in place
+ * and downdated by one GEMM (`OrtAlgebra.obsSteps`). Large results are written by onnxruntime
+ * straight into the arrays that hold them.
  */
 import {
   AttributeType,
@@ -68,6 +70,27 @@ function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c
   return out;
 }
 
+/** Adds `shift` to the diagonal of the `n x n` matrix `a`, in place; returns `a`. */
+function shiftDiagonal(a: Float64Array, n: number, shift: number): Float64Array {
+  if (shift !== 0) for (let i = 0; i < n; i++) a[i * n + i] += shift;
+  return a;
+}
+
+/**
+ * Compacts the symmetric `k x k` matrix `a` in place to the rows and columns `kept` (ascending)
+ * and returns that `|kept|`-square view of its start. Safe in place: every entry moves to an
+ * index at or below the one it is read from, and entries are written in increasing order.
+ */
+function compactInPlace(a: Float64Array, k: number, kept: readonly number[]): Float64Array {
+  const m = kept.length;
+  for (let i = 0; i < m; i++) {
+    const from = kept[i]! * k;
+    const to = i * m;
+    for (let j = 0; j < m; j++) a[to + j] = a[from + kept[j]!]!;
+  }
+  return a.subarray(0, m * m);
+}
+
 /** What `obsSteps` returns: the units removed (positions in the matrices given) and what is left. */
 export interface ObsStepsResult {
   /** Per step, its `chunk` positions, cheapest first. */
@@ -104,10 +127,15 @@ export class OrtAlgebra {
     return session;
   }
 
-  private async run(key: string, build: () => Uint8Array, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
+  /**
+   * Runs the graph `key`. Outputs named in `into` are written into those tensors' arrays (no copy
+   * of onnxruntime's buffer into a new one): the matrices here are large enough that the copy
+   * would set the peak.
+   */
+  private async run(key: string, build: () => Uint8Array, feeds: Record<string, ort.Tensor>, into?: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
     const session = await this.session(key, build);
     try {
-      return await session.run(feeds);
+      return into ? await session.run(feeds, into) : await session.run(feeds);
     } catch (error) {
       throw new Error(`onnxruntime (${this.provider}) failed on the calibration algebra (${key}): ${(error as Error).message.split('\n')[0]}`);
     }
@@ -119,58 +147,84 @@ export class OrtAlgebra {
     return tensorData(out['y'], 'product');
   }
 
-  /** The inverse of the symmetric positive definite `a` (`n x n`, not modified; only its lower triangle and the blocks of the recursion are read), symmetric up to rounding. */
-  async inverseSpd(a: Float64Array, n: number, what = 'matrix'): Promise<Float64Array> {
-    if (n <= ORT_MIN_SIZE) return inverseSpd(a, n, what);
+  /**
+   * The inverse of `a + shift I` for the symmetric `a` (`n x n`, not modified; only its lower
+   * triangle and the blocks of the recursion are read) where that is positive definite,
+   * symmetric up to rounding. The shift (a ridge) is added to the blocks as they are copied out,
+   * so no shifted copy of the whole matrix is made.
+   */
+  async inverseSpd(a: Float64Array, n: number, what = 'matrix', shift = 0): Promise<Float64Array> {
+    if (n <= ORT_MIN_SIZE) return inverseSpd(shift === 0 ? a : shiftDiagonal(Float64Array.from(a), n, shift), n, what);
     // Halves on a multiple of 64 (the TypeScript kernels' block).
     const m = Math.max(64, Math.round(n / 2 / 64) * 64);
     const q = n - m;
-    const top = block(a, n, 0, m, 0, m);
+    let top = shiftDiagonal(block(a, n, 0, m, 0, m), m, shift);
     const right = block(a, n, 0, m, m, n);
-    const bottom = block(a, n, m, n, m, n);
-    // The blocks hold all that is read of `a` from here: drop this frame's reference so that a
-    // temporary argument (the regularized moment) can be freed during the recursion.
+    let bottom = shiftDiagonal(block(a, n, m, n, m, n), q, shift);
+    // The blocks hold all that is read of `a` from here, and each block is dropped once read: no
+    // name of this frame keeps what the rest no longer needs (at a 5632 width the argument is 254
+    // MB, each block 63 MB), so a caller that holds no other reference lets them be freed.
     a = EMPTY;
     const ai = await this.inverseSpd(top, m, what);
-    const schur = await this.run('schur', schurGraph, { ai: f64(ai, [m, m]), b: f64(right, [m, q]), d: f64(bottom, [q, q]) });
-    const t = tensorData(schur['t'], 't');
+    top = EMPTY;
+    const t = new Float64Array(m * q);
+    let schur = new Float64Array(q * q);
+    await this.run('schur', schurGraph, { ai: f64(ai, [m, m]), b: f64(right, [m, q]), d: f64(bottom, [q, q]) }, { t: f64(t, [m, q]), s: f64(schur, [q, q]) });
+    bottom = EMPTY;
     // S and the blocks below are symmetric up to rounding; only their lower triangles are read by the TypeScript Cholesky.
-    const si = await this.inverseSpd(tensorData(schur['s'], 's'), q, what);
-    const assembled = await this.run('assemble', assembleGraph, { ai: f64(ai, [m, m]), t: f64(t, [m, q]), si: f64(si, [q, q]) });
-    const topLeft = tensorData(assembled['tl'], 'tl');
-    const topRight = tensorData(assembled['tr'], 'tr');
-    const bottomLeft = tensorData(assembled['bl'], 'bl');
+    const si = await this.inverseSpd(schur, q, what);
+    schur = EMPTY;
+    // The graph writes the top rows [Ai + T Si T^T | -T Si] and the bottom rows [(-T Si)^T | Si]
+    // straight into the result.
     const out = new Float64Array(n * n);
-    for (let r = 0; r < m; r++) {
-      out.set(topLeft.subarray(r * m, (r + 1) * m), r * n);
-      out.set(topRight.subarray(r * q, (r + 1) * q), r * n + m);
-    }
-    for (let r = 0; r < q; r++) {
-      out.set(bottomLeft.subarray(r * m, (r + 1) * m), (m + r) * n);
-      out.set(si.subarray(r * q, (r + 1) * q), (m + r) * n + m);
-    }
+    await this.run(
+      'assemble',
+      assembleGraph,
+      { ai: f64(ai, [m, m]), t: f64(t, [m, q]), si: f64(si, [q, q]) },
+      { top: f64(out.subarray(0, m * n), [m, n]), bottom: f64(out.subarray(m * n), [q, n]) },
+    );
     return out;
   }
 
   /**
-   * `steps` greedy OBS steps of `chunk` units of one row each on (`inverse` = H^-1, `k x k`;
-   * `weights`, `k x d`): needs k > steps * chunk.
+   * `steps` greedy OBS steps of `chunk` units of one row each on (`inverse` = H^-1, `k x k`,
+   * consumed: compacted in place; `weights`, `k x d`): needs k > steps * chunk.
+   *
+   * Two runs: the steps themselves return the rank-`steps * chunk` downdate of H^-1 as its two
+   * factors (U, V) on the rows kept; H^-1 is then compacted in place here, and one GEMM writes
+   * H^-1_KK - U V^T into the result. Gathering the kept block inside the first graph would hold
+   * three more matrices of nearly H^-1's size at once (rows, their transpose, the block).
    */
   async obsSteps(inverse: Float64Array, weights: Float64Array, k: number, d: number, chunk: number, steps: number): Promise<ObsStepsResult> {
-    if (!(k > steps * chunk)) throw new Error(`internal: ${steps} OBS steps of ${chunk} need more than ${steps * chunk} units (have ${k})`);
-    const diagonal = new BigInt64Array(k);
-    for (let i = 0; i < k; i++) diagonal[i] = BigInt(i * (k + 1));
-    const out = await this.run(`obs/${chunk}/${steps}`, () => obsGraph(chunk, steps), {
-      hinv: f64(inverse, [k, k]),
-      w: f64(weights, [k, d]),
-      diagonal: new ort.Tensor('int64', diagonal, [k]),
-      alive: f64(new Float64Array(k).fill(1), [k]),
-    });
-    const removedAll = out['removed']!.data as BigInt64Array;
+    const r = steps * chunk;
+    if (!(k > r)) throw new Error(`internal: ${steps} OBS steps of ${chunk} need more than ${r} units (have ${k})`);
+    const m = k - r;
+    const diagonal = new Float64Array(k);
+    for (let i = 0; i < k; i++) diagonal[i] = inverse[i * (k + 1)]!;
+    const removedAll = new BigInt64Array(r);
+    const keptAll = new BigInt64Array(m);
+    const u = new Float64Array(m * r);
+    const v = new Float64Array(m * r);
+    const w = new Float64Array(m * d);
+    await this.run(
+      `obs/${chunk}/${steps}`,
+      () => obsGraph(chunk, steps),
+      { hinv: f64(inverse, [k, k]), w: f64(weights, [k, d]), diagonal: f64(diagonal, [k]), alive: f64(new Float64Array(k).fill(1), [k]) },
+      {
+        removed: new ort.Tensor('int64', removedAll, [r]),
+        kept: new ort.Tensor('int64', keptAll, [m]),
+        u_kept: f64(u, [m, r]),
+        v_kept: f64(v, [m, r]),
+        w_out: f64(w, [m, d]),
+      },
+    );
     const removed: number[][] = [];
     for (let s = 0; s < steps; s++) removed.push(Array.from(removedAll.subarray(s * chunk, (s + 1) * chunk), Number));
-    const kept = Array.from(out['kept']!.data as BigInt64Array, Number);
-    return { removed, kept, inverse: tensorData(out['hinv_out'], 'hinv_out'), weights: tensorData(out['w_out'], 'w_out') };
+    const kept = Array.from(keptAll, Number);
+    const stale = compactInPlace(inverse, k, kept);
+    const next = new Float64Array(m * m);
+    await this.run('downdate', downdateGraph, { c: f64(stale, [m, m]), u: f64(u, [m, r]), v: f64(v, [m, r]) }, { y: f64(next, [m, m]) });
+    return { removed, kept, inverse: next, weights: w };
   }
 
   async release(): Promise<void> {
@@ -183,7 +237,7 @@ function model(nodes: NodeProto[], inputs: [string, (string | number)[]][], outp
   const graph = makeGraph({
     // Named after what they make (profiles and errors name nodes).
     nodes: nodes.map((node) => ({ ...node, name: node.name ?? node.output[0] })),
-    inputs: inputs.map(([name, dims]) => makeValueInfo(name, name === 'diagonal' ? DataType.INT64 : DataType.DOUBLE, dims)),
+    inputs: inputs.map(([name, dims]) => makeValueInfo(name, DataType.DOUBLE, dims)),
     outputs: outputs.map(([name, type]) => makeValueInfo(name, type)),
     initializers: extra,
   });
@@ -203,17 +257,28 @@ function schurGraph(): Uint8Array {
   );
 }
 
-/** U = T Si; top left Ai + U T^T, top right -U, bottom left its transpose. */
+/** U = T Si; the top rows [Ai + U T^T | -U], the bottom rows [-U^T | Si]. */
 function assembleGraph(): Uint8Array {
   return model(
     [
       makeNode('MatMul', ['t', 'si'], ['u']),
       makeNode('Gemm', ['u', 't', 'ai'], ['tl'], { transB: 1, alpha: floatAttribute('alpha', 1), beta: floatAttribute('beta', 1) }),
       makeNode('Neg', ['u'], ['tr']),
+      makeNode('Concat', ['tl', 'tr'], ['top'], { axis: 1 }),
       makeNode('Transpose', ['tr'], ['bl'], { perm: [1, 0] }),
+      makeNode('Concat', ['bl', 'si'], ['bottom'], { axis: 1 }),
     ],
     [['ai', ['m', 'm']], ['t', ['m', 'q']], ['si', ['q', 'q']]],
-    [['tl', DataType.DOUBLE], ['tr', DataType.DOUBLE], ['bl', DataType.DOUBLE]],
+    [['top', DataType.DOUBLE], ['bottom', DataType.DOUBLE]],
+  );
+}
+
+/** C - U V^T. */
+function downdateGraph(): Uint8Array {
+  return model(
+    [makeNode('Gemm', ['u', 'v', 'c'], ['y'], { transB: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) })],
+    [['c', ['m', 'm']], ['u', ['m', 'r']], ['v', ['m', 'r']]],
+    [['y', DataType.DOUBLE]],
   );
 }
 
@@ -221,8 +286,9 @@ function assembleGraph(): Uint8Array {
  * `steps` unrolled OBS steps of `chunk` units. The downdates of H^-1 are applied lazily, as
  * SparseGPT batches its updates: step j reads the columns of its units from the run's input
  * corrected by the steps before it (H^-1[:, R] - U V[R, :]^T, with U and V the columns and
- * scaled columns of the steps so far), and the whole run's downdate H^-1 - U V^T is one GEMM at
- * the end; the diagonal and W are updated every step (the costs need them).
+ * scaled columns of the steps so far), and the whole run's downdate H^-1 - U V^T is left to the
+ * caller: the graph returns U and V on the rows kept (`u_kept`, `v_kept`) with the diagonal of
+ * H^-1 given as an input (`diagonal`). The diagonal and W are updated every step (the costs need them).
  */
 export function obsGraph(chunk: number, steps: number): Uint8Array {
   const nodes: NodeProto[] = [];
@@ -233,8 +299,7 @@ export function obsGraph(chunk: number, steps: number): Uint8Array {
     makeTensor('half', [], Float64Array.from([0.5])),
     makeTensor('infinity', [], Float64Array.from([Infinity])),
   ];
-  nodes.push(makeNode('Reshape', ['hinv', 'flat_shape'], ['flat']), makeNode('Gather', ['flat', 'diagonal'], ['diag0'], { axis: 0 }));
-  let diag = 'diag0';
+  let diag = 'diagonal';
   let w = 'w';
   let alive = 'alive';
   let u = '';
@@ -286,19 +351,14 @@ export function obsGraph(chunk: number, steps: number): Uint8Array {
     makeNode('Greater', [alive, 'half'], ['kept_mask']),
     makeNode('NonZero', ['kept_mask'], ['kept_2d']),
     makeNode('Reshape', ['kept_2d', 'flat_shape'], ['kept']),
-    // Rows, then (H^-1 is symmetric) the rows of the transpose: contiguous gathers, not a strided one.
-    makeNode('Gather', ['hinv', 'kept'], ['hinv_rows'], { axis: 0 }),
-    makeNode('Transpose', ['hinv_rows'], ['hinv_rows_t'], { perm: [1, 0] }),
-    makeNode('Gather', ['hinv_rows_t', 'kept'], ['hinv_kept'], { axis: 0 }),
     makeNode('Gather', [u, 'kept'], ['u_kept'], { axis: 0 }),
     makeNode('Gather', [v, 'kept'], ['v_kept'], { axis: 0 }),
-    makeNode('Gemm', ['u_kept', 'v_kept', 'hinv_kept'], ['hinv_out'], { transB: 1, alpha: floatAttribute('alpha', -1), beta: floatAttribute('beta', 1) }),
     makeNode('Gather', [w, 'kept'], ['w_out'], { axis: 0 }),
   );
   return model(
     nodes,
     [['hinv', ['k', 'k']], ['w', ['k', 'd']], ['diagonal', ['k']], ['alive', ['k']]],
-    [['removed', DataType.INT64], ['kept', DataType.INT64], ['hinv_out', DataType.DOUBLE], ['w_out', DataType.DOUBLE]],
+    [['removed', DataType.INT64], ['kept', DataType.INT64], ['u_kept', DataType.DOUBLE], ['v_kept', DataType.DOUBLE], ['w_out', DataType.DOUBLE]],
     initializers,
   );
 }

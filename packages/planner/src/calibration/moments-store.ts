@@ -3,8 +3,10 @@
  * rules, the correction): in memory while all layers fit in a byte budget, else in a temporary
  * folder, one file per layer and module, read back on access. Readers see the same
  * `readonly LayerMoments[]` either way; on disk, `layers[i].ffn` loads that matrix when read and
- * keeps only the most recently read one of each module in memory, so a reader going through the
- * layers in order holds one layer at a time.
+ * remembers only the most recently read one of each module, so a reader going through the
+ * layers in order holds one layer at a time. That one is held weakly: once no reader holds it,
+ * it can be freed (a 5632-wide FFN's second moment is 254 MB, and its OBS ranking no longer needs
+ * it once it is inverted); reading it again then loads it again.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -65,7 +67,7 @@ export class MomentsStore {
   private readonly memory: (LayerMoments | undefined)[];
   private folder: string | undefined;
   private readonly shapes: ({ ffn: { dim: number; count: number }; attention: { dim: number; count: number } } | undefined)[];
-  private readonly recent: Partial<Record<Module, { index: number; moments: Moments }>> = {};
+  private readonly recent: Partial<Record<Module, { index: number; moments: WeakRef<Moments> }>> = {};
   /** Every layer's moments, in memory or loaded on access (see the module comment). */
   readonly layers: readonly LayerMoments[];
 
@@ -119,11 +121,12 @@ export class MomentsStore {
 
   private load(i: number, module: Module): Moments {
     const recent = this.recent[module];
-    if (recent?.index === i) return recent.moments;
+    const held = recent?.index === i ? recent.moments.deref() : undefined;
+    if (held) return held;
     if (this.folder === undefined) throw new Error('internal: the calibration statistics were released');
     const shape = this.shapes[i]![module];
     const moments = readMoments(this.file(i, module), shape.dim, shape.count);
-    this.recent[module] = { index: i, moments };
+    this.recent[module] = { index: i, moments: new WeakRef(moments) };
     return moments;
   }
 

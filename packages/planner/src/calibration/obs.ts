@@ -18,14 +18,21 @@ import { subtractMatrixProduct } from '@zerolm/core';
 import { ORT_MIN_SIZE, type OrtAlgebra } from './algebra';
 import { cholesky, forwardSubstitute, inverseSpd, meanDiagonal, solveSpd } from './dense';
 
+const EMPTY = new Float64Array(0);
+
 /** Ridge added to C before it is inverted: this fraction of its mean diagonal (1 when C is zero). */
 export const RIDGE = 1e-3;
+
+/** The ridge added to the diagonal of C: `ridge` times its mean diagonal (1 when C is zero). */
+export function ridgeShift(second: Float64Array, n: number, ridge = RIDGE): number {
+  const mean = meanDiagonal(second, n);
+  return mean > 0 ? ridge * mean : 1;
+}
 
 /** C + ridge * tr(C) / n * I, as a new array. */
 export function regularized(second: Float64Array, n: number, ridge = RIDGE): Float64Array {
   const out = Float64Array.from(second);
-  const mean = meanDiagonal(second, n);
-  const lambda = mean > 0 ? ridge * mean : 1;
+  const lambda = ridgeShift(second, n, ridge);
   for (let i = 0; i < n; i++) out[i * n + i] += lambda;
   return out;
 }
@@ -58,19 +65,33 @@ const STEPS_PER_RUN = 16;
 
 /**
  * `obsRemovalOrder` with the heavy algebra on onnxruntime (`OrtAlgebra`: CUDA when it starts,
- * else the CPU provider's GEMM), the same greedy: the inverse by block elimination, then chunked
- * steps in runs of 16 while more than `ORT_MIN_SIZE` units are left, the rest in TypeScript.
- * Needs single-row units covering every row in order (FFN neurons); other problems go to
- * `obsRemovalOrder`.
+ * else the CPU provider's GEMM), the same greedy: the inverse by block elimination, then
+ * `obsOrderFromInverseOnOrt`. Needs single-row units covering every row in order (FFN neurons)
+ * for the steps on onnxruntime; other problems go on in TypeScript.
  */
 export async function obsRemovalOrderOnOrt(problem: ObsProblem, algebra: OrtAlgebra): Promise<number[]> {
+  return obsOrderFromInverseOnOrt(await obsInverseOnOrt(problem.second, problem.n, algebra, problem.ridge), problem, algebra);
+}
+
+/** H^-1 = (C + ridge)^-1 of the second moment `second` (`n x n`, not modified), on onnxruntime. */
+export function obsInverseOnOrt(second: Float64Array, n: number, algebra: OrtAlgebra, ridge?: number): Promise<Float64Array> {
+  return algebra.inverseSpd(second, n, 'the regularized second moment', ridgeShift(second, n, ridge));
+}
+
+/**
+ * The greedy removal order from `inverse` = H^-1 (consumed), the chunked steps on onnxruntime in
+ * runs of 16 while more than `ORT_MIN_SIZE` units are left, the rest in TypeScript. Takes no
+ * second moment: a caller that drops its own once it is inverted lets it be freed for the steps.
+ */
+export async function obsOrderFromInverseOnOrt(inverse: Float64Array, problem: Omit<ObsProblem, 'second'>, algebra: OrtAlgebra): Promise<number[]> {
   const { n, d, units } = problem;
   const chunk = Math.max(1, Math.floor(problem.chunk ?? 1));
   const rowsAreUnits = units.length === n && units.every((u, i) => u.length === 1 && u[0] === i);
+  if (!rowsAreUnits) return obsOrderFromInverse(inverse, problem);
   // Each run returns new matrices: no name keeps the ones it replaces (the first inverse alone is
   // 254 MB for a 5632-wide FFN), so they can be freed while the next run works.
-  let h = await algebra.inverseSpd(regularized(problem.second, n, problem.ridge), n, 'the regularized second moment');
-  if (!rowsAreUnits) return obsOrderFromInverse(h, problem);
+  let h = inverse;
+  inverse = EMPTY;
   // Read, never written, by the runs.
   let w = problem.weights instanceof Float64Array ? problem.weights : Float64Array.from(problem.weights);
   /** Unit (= original row) at each compact position. */
@@ -91,7 +112,7 @@ export async function obsRemovalOrderOnOrt(problem: ObsProblem, algebra: OrtAlge
 }
 
 /** The greedy removal order from `inverse` = H^-1 (`problem.n` square; consumed). */
-export function obsOrderFromInverse(inverse: Float64Array, problem: ObsProblem): number[] {
+export function obsOrderFromInverse(inverse: Float64Array, problem: Omit<ObsProblem, 'second'>): number[] {
   const { n, d, units } = problem;
   const chunk = Math.max(1, Math.floor(problem.chunk ?? 1));
   if (chunk > 1 && units.some((u) => u.length !== 1)) throw new Error('internal: OBS chunks need single-row units');
@@ -249,7 +270,7 @@ export async function refitRowsOnOrt(problem: RefitProblem, algebra: OrtAlgebra)
   dropped.forEach((r, i) => {
     for (let c = 0; c < d; c++) wd[i * d + c] = weights[r * d + c]!;
   });
-  const inverse = await algebra.inverseSpd(regularized(ckk, k, problem.ridge), k, 'the regularized second moment of the kept units');
+  const inverse = await algebra.inverseSpd(ckk, k, 'the regularized second moment of the kept units', ridgeShift(ckk, k, problem.ridge));
   const rhs = await algebra.multiply(ckd, k, dropped.length, wd, d);
   const delta = await algebra.multiply(inverse, k, k, rhs, d);
   const out = new Float64Array(k * d);

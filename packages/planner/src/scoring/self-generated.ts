@@ -29,7 +29,7 @@ import { performance } from 'perf_hooks';
 import { ablationCriterion, criterionWidth, DEFAULT_MAX_KL_PASSES, groupRows, klAttentionOrders, klPasses, MAX_REFERENCE_BYTES, outputProjection } from '../calibration/ablation';
 import { ORT_MIN_SIZE, OrtAlgebra } from '../calibration/algebra';
 import type { Calibration } from '../calibration/calibrate';
-import { centred, obsOrderFromInverse, obsRemovalOrder, obsRemovalOrderOnOrt, regularized } from '../calibration/obs';
+import { centred, obsInverseOnOrt, obsOrderFromInverse, obsOrderFromInverseOnOrt, obsRemovalOrder, ridgeShift } from '../calibration/obs';
 import {
   registerImportance,
   type AttentionImportanceMethod,
@@ -84,27 +84,30 @@ export async function rankNeurons(
   options: { method?: FfnImportanceMethod; algebra?: OrtAlgebra } = {},
 ): Promise<{ scores: Float64Array; method: FfnRanking }> {
   const { weights, rows: width, cols, hasBias } = downProjection(model, layerIndex);
-  const moments = calibration.layers[layerIndex]!.ffn;
   const ranking = ffnRanking(options.method ?? 'obs', width);
+  /** The second moment the rule reads (read through the calibration each time: see below). */
+  const second = (): Float64Array => {
+    const moments = calibration.layers[layerIndex]!.ffn;
+    return hasBias ? centred(moments.second, moments.mean) : moments.second;
+  };
   if (ranking.method === 'energy') {
+    const diagonal = calibration.layers[layerIndex]!.ffn.second;
     const scores = new Float64Array(width);
     for (let j = 0; j < width; j++) {
       let norm = 0;
       for (let c = j * cols; c < (j + 1) * cols; c++) norm += weights[c]! * weights[c]!;
-      scores[j] = moments.second[j * width + j]! * norm;
+      scores[j] = diagonal[j * width + j]! * norm;
     }
     return { scores, method: ranking };
   }
-  const problem = {
-    second: hasBias ? centred(moments.second, moments.mean) : moments.second,
-    n: width,
-    weights,
-    d: cols,
-    units: Array.from({ length: width }, (_, j) => [j]),
-    chunk: ranking.chunk ?? 1,
-  };
-  // Chunked steps on wide FFNs go to onnxruntime (its GEMMs, CUDA where it starts); exact steps stay in TypeScript.
-  const order = options.algebra && ranking.method === 'chunked-obs' && width > ORT_MIN_SIZE ? await obsRemovalOrderOnOrt(problem, options.algebra) : obsRemovalOrder(problem);
+  const problem = { n: width, weights, d: cols, units: Array.from({ length: width }, (_, j) => [j]), chunk: ranking.chunk ?? 1 };
+  // Chunked steps on wide FFNs go to onnxruntime (its GEMMs, CUDA where it starts); exact steps
+  // stay in TypeScript. No name here holds the second moment across the steps: once inverted it
+  // can be freed (moments on disk are held weakly by their store).
+  const order =
+    options.algebra && ranking.method === 'chunked-obs' && width > ORT_MIN_SIZE
+      ? await obsOrderFromInverseOnOrt(await obsInverseOnOrt(second(), width, options.algebra), problem, options.algebra)
+      : obsRemovalOrder({ ...problem, second: second() });
   return { scores: scoresFromOrder(order), method: ranking };
 }
 
@@ -121,7 +124,7 @@ export async function blockObsGroups(model: HfModel, calibration: Calibration, l
     units: Array.from({ length: layer.attention.kvHeads }, (_, g) => groupRows(layer, g)),
   };
   const order = algebra
-    ? obsOrderFromInverse(await algebra.inverseSpd(regularized(problem.second, problem.n), problem.n, 'the regularized second moment'), problem)
+    ? obsOrderFromInverse(await algebra.inverseSpd(problem.second, problem.n, 'the regularized second moment', ridgeShift(problem.second, problem.n)), problem)
     : obsRemovalOrder(problem);
   return scoresFromOrder(order);
 }
