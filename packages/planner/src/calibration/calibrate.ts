@@ -73,7 +73,8 @@ export interface Calibration {
   readonly sequences: CalibrationSequences;
   /**
    * Per source layer. When kept on disk, `layers[i].ffn` and `.attention` are read from the
-   * temporary folder on access (the most recent of each is kept): go through layers in order.
+   * temporary folder on access (the most recent of each is kept while a reader holds it, and read
+   * again if it was freed): go through layers in order.
    */
   readonly layers: readonly LayerMoments[];
   /** Frees the statistics (deletes their temporary folder); the calibration cache calls it when it drops an entry. */
