@@ -91,12 +91,12 @@ export async function rankNeurons(
     return hasBias ? centred(moments.second, moments.mean) : moments.second;
   };
   if (ranking.method === 'energy') {
-    const diagonal = calibration.layers[layerIndex]!.ffn.second;
+    const moment = calibration.layers[layerIndex]!.ffn.second;
     const scores = new Float64Array(width);
     for (let j = 0; j < width; j++) {
       let norm = 0;
       for (let c = j * cols; c < (j + 1) * cols; c++) norm += weights[c]! * weights[c]!;
-      scores[j] = diagonal[j * width + j]! * norm;
+      scores[j] = moment[j * width + j]! * norm;
     }
     return { scores, method: ranking };
   }
