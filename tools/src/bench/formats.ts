@@ -15,10 +15,8 @@ import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '@zerolm/te
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { REPO_ROOT } from './registry';
 import { runCliMeasured } from './timing';
 
-const cli = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
 const SEQ_LEN = 128;
 const FORMATS = ['fp32', 'q4', 'q4f16'] as const;
 
@@ -56,7 +54,7 @@ export function singleFormatFolder(source: string, dtype: ModelDtype, target: st
 
 /** `zerolm prune` in a child process that reports its own peak memory on exit. */
 function timedPrune(dir: string, out: string): { seconds: number; peakMb: number } {
-  const run = runCliMeasured(cli, ['prune', dir, '--out', out, '--target-params', '0.5', '--json'], `zerolm prune ${dir}`);
+  const run = runCliMeasured(['prune', dir, '--out', out, '--target-params', '0.5', '--json'], `zerolm prune ${dir}`);
   return { seconds: run.seconds, peakMb: run.peakBytes / 2 ** 20 };
 }
 

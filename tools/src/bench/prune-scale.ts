@@ -24,9 +24,6 @@ import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR, type ModelSpec } 
 import { singleFormatFolder } from './formats';
 import { runCliMeasured } from './timing';
 
-const repoRoot = path.resolve(__dirname, '../../..');
-const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
-
 export interface PruneScaleRow {
   name: string;
   layers: number;
@@ -53,7 +50,7 @@ function weightBytes(dir: string): number {
 
 /** Runs `zerolm prune` in a child process that reports its own peak memory on exit. */
 function timedPrune(dir: string, out: string, extra: readonly string[] = []): { seconds: number; cpuSeconds: number; peakBytes: number; plan: Record<string, unknown> } {
-  const run = runCliMeasured(cli, ['prune', dir, '--out', out, '--target-params', '0.5', '--force', '--json', ...extra], `zerolm prune ${dir}`);
+  const run = runCliMeasured(['prune', dir, '--out', out, '--target-params', '0.5', '--force', '--json', ...extra], `zerolm prune ${dir}`);
   return { seconds: run.seconds, cpuSeconds: run.cpuSeconds, peakBytes: run.peakBytes, plan: JSON.parse(run.stdout) };
 }
 

@@ -31,6 +31,9 @@ export interface BenchSection {
 /** The repository root, seen from `tools/dist/bench` (or `tools/src/bench` under ts-jest). */
 export const REPO_ROOT = path.resolve(__dirname, '../../..');
 
+/** The built CLI the benches run as a child process. */
+export const CLI = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
+
 /** Where the shared data is: the flag, else $ZEROLM_SHARED_DIR, else `../shared` next to the repository. */
 export function resolveSharedDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, repoRoot = REPO_ROOT): string {
   if (flag !== undefined && flag !== '') return path.resolve(flag);

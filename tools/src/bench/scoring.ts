@@ -8,9 +8,6 @@ import * as path from 'path';
 import { BENCHMARK_SPECS, ensureModel, GENERATED_FIXTURES_DIR } from '@zerolm/test-fixtures';
 import { runCliMeasured } from './timing';
 
-const repoRoot = path.resolve(__dirname, '../../..');
-const cli = path.join(repoRoot, 'apps/cli/dist/main.js');
-
 export interface ScoringRow {
   model: string;
   dtype: 'fp32' | 'q8';
@@ -23,7 +20,7 @@ export interface ScoringRow {
 
 /** Runs `zerolm score` in a child process that reports its own peak memory on exit. */
 function timedScore(dir: string, dtype: string): { seconds: number; peakMb: number } {
-  const run = runCliMeasured(cli, ['score', dir, '--dtype', dtype, '--json'], `zerolm score ${dtype}`);
+  const run = runCliMeasured(['score', dir, '--dtype', dtype, '--json'], `zerolm score ${dtype}`);
   return { seconds: run.seconds, peakMb: run.peakBytes / 2 ** 20 };
 }
 

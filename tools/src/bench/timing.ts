@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { CLI } from './registry';
 
 export interface ProcessTiming {
   /** Wall seconds of each counted run, in run order. */
@@ -75,14 +76,14 @@ export interface CliRun {
 }
 
 /**
- * Runs `zerolm args` (the built CLI at `cli`) in a child process that reports its own peak memory
+ * Runs `zerolm args` (the built CLI) in a child process that reports its own peak memory
  * and CPU time on exit. The peak is Linux's VmHWM, the high-water mark of the child's own address
  * space: `resourceUsage().maxRSS` would start at the parent's resident size, which a forked child
  * inherits across exec (a bench process holding 3 GB made every child "peak" at 3 GB).
  */
-export function runCliMeasured(cli: string, args: readonly string[], what: string): CliRun {
+export function runCliMeasured(args: readonly string[], what: string): CliRun {
   const script =
-    `require(${JSON.stringify(cli)}).main(${JSON.stringify(args)}).then((code) => {` +
+    `require(${JSON.stringify(CLI)}).main(${JSON.stringify(args)}).then((code) => {` +
     ` const u = process.resourceUsage(); let kb = u.maxRSS;` +
     ` try { kb = Number(/VmHWM:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]); } catch {}` +
     ` process.stderr.write('ZEROLM_PEAK_KB=' + kb + ' ZEROLM_CPU_US=' + (u.userCPUTime + u.systemCPUTime) + '\\n'); process.exitCode = code; });`;
