@@ -13,7 +13,7 @@
  */
 import { join } from 'path';
 import { countParams, getMeasure, graphCapacity, prunedGraph, type ModuleGraph } from '@zerolm/core';
-import { ensureFixtures, fixturePath, twinFixturePath, type FixtureName } from '@zerolm/test-fixtures';
+import { ensureFixtures, fixturePath, twinFixturePath } from '@zerolm/test-fixtures';
 import type { NodeProto } from '@zerolm/onnx';
 import { exportPrunedModel } from '../src';
 import {
@@ -37,8 +37,6 @@ import {
 const FUSED = ['llama-genai', 'llama-genai-rotary', 'qwen2-genai', 'bert-fused', 'bert-fused-mha'] as const;
 const IDS = [2, 17, 40, 9, 33, 5, 61, 12, 3];
 
-const twin = (name: string): string => twinFixturePath(name as FixtureName);
-
 const root = tempRoot('export-fused');
 beforeAll(() => ensureFixtures([...FUSED, 'llama-genai-int4']));
 afterAll(() => root.remove());
@@ -48,7 +46,7 @@ describe.each(FUSED)('%s', (name) => {
 
   test('maps the modules, heads, head size, widths and capacities of its torch-style twin', () => {
     const model = loadHfModel(fixturePath(name));
-    const truth = loadHfModel(twin(name));
+    const truth = loadHfModel(twinFixturePath(name));
     expect(model.match.layers.every((l) => l.attention.fused !== undefined)).toBe(true);
     const shapes = (g: typeof model.graph) => g.layers.map((l) => [l.attention.heads, l.attention.kvHeads, l.attention.headDim, l.ffn.width, l.ffn.matrices.map((m) => m.role).join()]);
     expect(shapes(model.graph)).toEqual(shapes(truth.graph));
@@ -62,7 +60,7 @@ describe.each(FUSED)('%s', (name) => {
 
   test('computes what its torch-style twin computes', async () => {
     const fused = await runDirect(onnxFile(fixturePath(name)), IDS);
-    const reference = await runDirect(onnxFile(twin(name)), IDS);
+    const reference = await runDirect(onnxFile(twinFixturePath(name)), IDS);
     // ort-fused-mha approximates GELU with tanh (FastGelu), the twin uses erf.
     expect(maxAbsDiff(fused.output, reference.output)).toBeLessThan(name === 'bert-fused-mha' ? 2e-3 : 1e-4);
   });
@@ -136,7 +134,7 @@ test('a layer whose residual sums live inside SkipLayerNormalization nodes is no
 describe('llama-genai-int4 (the builder\'s int4: MatMulNBits)', () => {
   test('scores: the modules of the fp32 file, capacities within 5%', () => {
     const int4 = loadHfModel(fixturePath('llama-genai-int4'));
-    const fp32 = loadHfModel(twin('llama-genai-int4'));
+    const fp32 = loadHfModel(twinFixturePath('llama-genai-int4'));
     expect(countParams(int4.graph).modules).toBe(countParams(fp32.graph).modules);
     const a = graphCapacity(int4.graph).layers;
     graphCapacity(fp32.graph).layers.forEach((layer, i) => {

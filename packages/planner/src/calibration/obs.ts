@@ -80,7 +80,7 @@ export function obsInverseOnOrt(second: Float64Array, n: number, algebra: OrtAlg
 
 /**
  * The greedy removal order from `inverse` = H^-1 (consumed), the chunked steps on onnxruntime in
- * runs of 16 while more than `ORT_MIN_SIZE` units are left, the rest in TypeScript. Takes no
+ * runs of `STEPS_PER_RUN` while more than `ORT_MIN_SIZE` units are left, the rest in TypeScript. Takes no
  * second moment: a caller that drops its own once it is inverted lets it be freed for the steps.
  */
 export async function obsOrderFromInverseOnOrt(inverse: Float64Array, problem: Omit<ObsProblem, 'second'>, algebra: OrtAlgebra): Promise<number[]> {
